@@ -1,0 +1,269 @@
+"""Hugging Face BERT checkpoints on disk: config.json and weights, read and written (DESIGN §6).
+
+The file format is Hugging Face's (`BertModel` / `BertForQuestionAnswering` state-dict names in
+`model.safetensors`, or a legacy pickled `pytorch_model.bin`). Names map through ONE explicit
+table, checked both ways: every parameter of ours must be filled, and every tensor in the file
+must be used or be on the short ignore list (pooler, pre-training heads, position_ids buffers).
+Anything else is a UserError that lists the keys, because a silently half-loaded model trains
+fine and is quietly worse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lib.errors import UserError
+from lib.model import ACTIVATIONS, BertConfig, BertForQuestionAnswering, BertModel
+
+log = logging.getLogger(__name__)
+
+# (our parameter name inside BertModel, the Hugging Face BertModel tensors it is made of).
+# `{i}` is the layer index. Several tensors are concatenated along dim 0 (the fused QKV).
+LAYER = "encoder.layer.{i}."
+NAME_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("embeddings.word_embeddings.weight", ("embeddings.word_embeddings.weight",)),
+    ("embeddings.position_embeddings.weight", ("embeddings.position_embeddings.weight",)),
+    ("embeddings.token_type_embeddings.weight", ("embeddings.token_type_embeddings.weight",)),
+    ("embeddings.LayerNorm.weight", ("embeddings.LayerNorm.weight",)),
+    ("embeddings.LayerNorm.bias", ("embeddings.LayerNorm.bias",)),
+    *(
+        (
+            f"{LAYER}attention.self.qkv.{kind}",
+            tuple(f"{LAYER}attention.self.{part}.{kind}" for part in ("query", "key", "value")),
+        )
+        for kind in ("weight", "bias")
+    ),
+    *(
+        (f"{LAYER}{name}", (f"{LAYER}{name}",))
+        for module in ("attention.output.dense", "attention.output.LayerNorm")
+        + ("intermediate.dense", "output.dense", "output.LayerNorm")
+        for name in (f"{module}.weight", f"{module}.bias")
+    ),
+)
+QA_HEAD_NAMES = ("qa_outputs.weight", "qa_outputs.bias")
+# The only file tensors that may go unused: the pooler and pre-training heads we do not build,
+# and the position_ids buffer older transformers versions saved.
+IGNORED = re.compile(r"^(pooler\.|cls\.)|position_ids$")
+
+
+def expanded_name_table(num_layers: int) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """The name table with `{i}` filled in for every layer."""
+    for ours, theirs in NAME_TABLE:
+        layers = range(num_layers) if "{i}" in ours else (None,)
+        for i in layers:
+            yield ours.format(i=i), tuple(name.format(i=i) for name in theirs)
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json
+
+
+def read_config(folder: Path) -> BertConfig:
+    """config.json (Hugging Face keys) -> BertConfig; refuses what our BERT cannot reproduce."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"{folder}: no config.json (not a Hugging Face BERT model folder)")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    if values.get("model_type", "bert") != "bert":
+        raise UserError(f"{path}: model_type {values['model_type']!r} is not 'bert'")
+    if values.get("position_embedding_type", "absolute") != "absolute":
+        raise UserError(f"{path}: only absolute position embeddings are supported")
+    if values.get("hidden_act", "gelu") not in ACTIVATIONS:
+        raise UserError(f"{path}: hidden_act {values['hidden_act']!r} not in {sorted(ACTIVATIONS)}")
+    try:
+        config = BertConfig.from_dict(values)
+    except (TypeError, AssertionError) as err:
+        raise UserError(f"{path}: invalid BERT config ({err})") from None
+    return config
+
+
+def config_json_for_qa(config: BertConfig) -> dict:
+    """What `save_qa_model` writes: enough for us and for transformers' from_pretrained."""
+    return {
+        "architectures": ["BertForQuestionAnswering"],
+        "model_type": "bert",
+        "position_embedding_type": "absolute",
+        **config.to_dict(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# reading weight files
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """Call write(temp_path) next to `path`, then rename over it: readers never see half a file."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        detail = " ".join(str(err).split())
+        raise UserError(f"{path}: unreadable safetensors file, truncated or corrupt ({detail})")
+
+
+def convert_to_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write the tensors of a pickled checkpoint as safetensors, once; skip if we cannot write."""
+    seen_storages: set[int] = set()
+    plain = {}
+    for name, tensor in tensors.items():
+        # safetensors refuses shared storage (tied MLM decoder weights): give those their own copy.
+        storage = tensor.untyped_storage().data_ptr()
+        plain[name] = tensor.contiguous() if storage not in seen_storages else tensor.clone()
+        seen_storages.add(storage)
+    try:
+        write_atomically(path, lambda temp: save_file(plain, temp, metadata={"format": "pt"}))
+    except OSError as err:
+        log.info("could not write %s (%s); will read pytorch_model.bin again next time", path, err)
+    else:
+        log.info("converted pytorch_model.bin to %s", path)
+
+
+def read_weight_file(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """The folder's tensors and the file they came from: model.safetensors, else
+    pytorch_model.bin (read with weights_only=True, then converted to model.safetensors)."""
+    safetensors_path = folder / "model.safetensors"
+    if safetensors_path.is_file():
+        return read_safetensors(safetensors_path), safetensors_path
+    pickle_path = folder / "pytorch_model.bin"
+    if not pickle_path.is_file():
+        raise UserError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    try:
+        tensors = torch.load(pickle_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a bad pickle; all mean the same here
+        detail = " ".join(str(err).split())[:300]
+        raise UserError(f"{pickle_path}: unreadable checkpoint ({detail})") from None
+    if not isinstance(tensors, dict) or not all(
+        isinstance(value, torch.Tensor) for value in tensors.values()
+    ):
+        raise UserError(f"{pickle_path}: expected a flat state dict of tensors")
+    convert_to_safetensors(tensors, safetensors_path)
+    return tensors, pickle_path
+
+
+# ---------------------------------------------------------------------------------------------
+# file names <-> our names
+
+
+def canonical_name(name: str) -> str:
+    """A file tensor name in Hugging Face BertModel terms: no `bert.` prefix, no gamma/beta."""
+    name = name.removeprefix("bert.")
+    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
+    return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
+
+
+def canonical_tensors(tensors: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+    renamed: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        key = canonical_name(name)
+        if key in renamed:
+            raise UserError(f"{source}: tensor {key!r} appears twice (with and without bert.)")
+        renamed[key] = tensor
+    return renamed
+
+
+def checked_tensor(
+    tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], source: Path
+) -> torch.Tensor:
+    tensor = tensors[name]
+    if tuple(tensor.shape) != shape:
+        raise UserError(
+            f"{source}: tensor {name!r} has shape {tuple(tensor.shape)}, the model needs {shape}"
+        )
+    return tensor
+
+
+@torch.no_grad()
+def load_weights(
+    model: BertModel | BertForQuestionAnswering,
+    tensors: dict[str, torch.Tensor],
+    *,
+    source: Path,
+    head: str,
+) -> bool:
+    """Copy a file's tensors into `model` (upcasting fp16/bf16), through the name table.
+
+    head: what to do with `qa_outputs.*` in the file -- "load" (QA model), "optional" (QA model,
+    fresh head when absent), "ignore" (encoder only: a fine-tuned model's head is not needed).
+    Returns whether the QA head came from the file.
+    """
+    bert = model.bert if isinstance(model, BertForQuestionAnswering) else model
+    tensors = canonical_tensors(tensors, source)
+    params = dict(bert.named_parameters())
+    used: set[str] = set()
+    missing: list[str] = []
+    for ours, theirs in expanded_name_table(bert.config.num_hidden_layers):
+        absent = [name for name in theirs if name not in tensors]
+        if absent:
+            missing.extend(absent)
+            continue
+        param = params.pop(ours)
+        part_shape = (param.shape[0] // len(theirs), *param.shape[1:])
+        parts = [checked_tensor(tensors, name, part_shape, source) for name in theirs]
+        param.copy_(torch.cat(parts) if len(parts) > 1 else parts[0])
+        used.update(theirs)
+    assert not params or missing, f"name table misses parameters {sorted(params)}"
+
+    head_in_file = [name for name in QA_HEAD_NAMES if name in tensors]
+    if head == "ignore":
+        used.update(head_in_file)
+    elif head == "load" or head_in_file:  # half a head in the file is an error, not a fresh head
+        missing.extend(name for name in QA_HEAD_NAMES if name not in tensors)
+        if not missing:
+            for name, param in model.qa_outputs.named_parameters():
+                param.copy_(checked_tensor(tensors, f"qa_outputs.{name}", tuple(param.shape), source))
+            used.update(QA_HEAD_NAMES)
+
+    if missing:
+        listed = ", ".join(missing[:8]) + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else "")
+        raise UserError(f"{source}: missing {len(missing)} tensor(s) the model needs: {listed}")
+    unexpected = sorted(name for name in tensors if name not in used and not IGNORED.search(name))
+    if unexpected:
+        raise UserError(f"{source}: unexpected tensor(s) not used by a BERT QA model: " + ", ".join(unexpected))
+    return head != "ignore" and bool(head_in_file)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def qa_state_dict_in_hf_layout(model: BertForQuestionAnswering) -> dict[str, torch.Tensor]:
+    """`bert.*` + `qa_outputs.*` tensors as transformers' BertForQuestionAnswering names them."""
+    params = dict(model.bert.named_parameters())
+    state: dict[str, torch.Tensor] = {}
+    for ours, theirs in expanded_name_table(model.config.num_hidden_layers):
+        # clone: split views share storage, which safetensors refuses to write
+        for name, part in zip(theirs, params[ours].detach().chunk(len(theirs))):
+            state[f"bert.{name}"] = part.float().cpu().clone()
+    for name, param in model.qa_outputs.named_parameters():
+        state[f"qa_outputs.{name}"] = param.detach().float().cpu().clone()
+    return state
+
+
+def save_qa_weights(model: BertForQuestionAnswering, path: Path) -> None:
+    state = qa_state_dict_in_hf_layout(model)
+    write_atomically(path, lambda temp: save_file(state, temp, metadata={"format": "pt"}))

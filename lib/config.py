@@ -1,0 +1,496 @@
+"""The configuration: a tree of frozen dataclasses read from TOML (DESIGN §9).
+
+Resolution order: the dataclass defaults (mirrored, with comments, in the top-level config.toml)
+← config.toml ← an optional overlay (`--config X.toml`) ← dotted `key=value` overrides whose values
+are parsed as TOML (a value that is not valid TOML is taken as a bare string, so
+`train.run_name=demo` works without quotes). Unknown keys get a did-you-mean, wrong types name the
+key, the expected and the given type, and cross-field constraints are checked once, here.
+`dump_config` writes the resolved tree back as TOML that re-reads to an equal Config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib.errors import UserError
+
+DSM_SYMPTOMS = (
+    "DEPRESSED_MOOD",
+    "ANHEDONIA",
+    "APPETITE_CHANGE",
+    "SLEEP_ISSUES",
+    "PSYCHOMOTOR",
+    "FATIGUE",
+    "WORTHLESSNESS",
+    "COGNITIVE_ISSUES",
+    "SUICIDAL_THOUGHTS",
+)
+ALL_SYMPTOMS = (*DSM_SYMPTOMS, "SPECIAL_CASE")
+
+# Concise paraphrases of DSM-5 major depressive episode criteria A1-A9 (plus the corpus's
+# SPECIAL_CASE label). config.toml carries the same texts where users can edit them.
+CRITERIA = {
+    "DEPRESSED_MOOD": "Depressed mood most of the day, nearly every day: feeling sad, empty or hopeless.",
+    "ANHEDONIA": "Markedly diminished interest or pleasure in all, or almost all, activities.",
+    "APPETITE_CHANGE": "Significant weight loss or gain, or a decrease or increase in appetite.",
+    "SLEEP_ISSUES": "Insomnia or hypersomnia nearly every day: sleeping too little or too much.",
+    "PSYCHOMOTOR": "Psychomotor agitation or retardation: restlessness or being slowed down, observable by others.",
+    "FATIGUE": "Fatigue or loss of energy nearly every day.",
+    "WORTHLESSNESS": "Feelings of worthlessness or excessive or inappropriate guilt.",
+    "COGNITIVE_ISSUES": "Diminished ability to think or concentrate, or indecisiveness.",
+    "SUICIDAL_THOUGHTS": "Recurrent thoughts of death, suicidal ideation, a suicide plan or attempt.",
+    "SPECIAL_CASE": "Other evidence of depression that fits no single criterion.",
+}
+
+# The default search space (tune.space): learning-rate schedule and batch size.
+DEFAULT_SPACE = {
+    "train.lr": {"low": 1e-5, "high": 1e-4, "log": True},
+    "train.warmup_ratio": {"low": 0.0, "high": 0.2},
+    "train.batch_size": {"choices": [16, 32]},
+    "train.weight_decay": {"low": 0.0, "high": 0.1},
+}
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    posts: str = "data/redsm5/posts.csv"
+    annotations: str = "data/redsm5/annotations.csv"
+    symptoms: list[str] = field(default_factory=lambda: list(DSM_SYMPTOMS))
+    question: str = "criterion"
+    negatives: str = "all"
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    seed: int = 42
+    fuzzy_threshold: float = 0.8
+    limit: int = 0
+    criteria: dict[str, str] = field(default_factory=lambda: dict(CRITERIA))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "SpanBERT/spanbert-base-cased"
+    dropout: float | str = "checkpoint"
+    attention_dropout: float | str = "checkpoint"
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    max_length: int = 384
+    doc_stride: int = 128
+    max_question_length: int = 64
+    pad_to_multiple_of: int = 8
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    n_best: int = 20
+    max_answer_length: int = 128
+    null_threshold: float = 0.0
+    tune_null_threshold: bool = True
+    multi_span: bool = False
+    snap_to_sentence: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str = "runs"
+    run_name: str = ""
+    epochs: int = 3
+    max_steps: int = 0
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    compile: bool = False
+    seed: int = 42
+    metric: str = "sentence_f1"
+    patience: int = 2
+    eval_every: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    resume: str = ""
+    log_with: list[str] = field(default_factory=list)
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    n_trials: int = 20
+    timeout: float = 0.0
+    storage: str = "sqlite:///runs/optuna.db"
+    study_name: str = "spanbert-evidence"
+    seed: int = 42
+    pruner: str = "median"
+    pruner_startup_trials: int = 3
+    retrain_best: bool = False
+    space: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_SPACE.items()}
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+
+# ---------------------------------------------------------------- typed construction from dicts
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except UserError:
+                continue
+    elif origin is list:
+        if isinstance(value, list):
+            (item_tp,) = typing.get_args(tp)
+            return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            _, value_tp = typing.get_args(tp)
+            return {str(k): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
+    elif tp is Any:
+        return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise UserError(
+        f"config key {key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise UserError(f"unknown config key {dotted}{_did_you_mean(key, names, prefix)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise UserError(f"config key {dotted}: expected a table, got {value!r}")
+            kwargs[key] = _build(tp, value, f"{dotted}.")
+        else:
+            kwargs[key] = _coerce(value, tp, dotted)
+    return cls(**kwargs)
+
+
+def _did_you_mean(key: str, names: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+# ---------------------------------------------------------------- merging and overrides
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """Recursive dict merge; tables merge key by key, everything else is replaced."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: str | Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"config file {path}: invalid TOML: {err}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.lr=1e-4` -> (["train", "lr"], 1e-4); an unparseable value is a bare string."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like key=value, e.g. train.lr=3e-5")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise UserError(f"override key {key!r} must be dotted, e.g. train.lr")
+    return parts, value
+
+
+def _nest(parts: list[str], value: Any) -> dict:
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def load_config(
+    overlay: str | Path | None = None,
+    overrides: typing.Sequence[str] = (),
+    *,
+    base: str | Path | None = DEFAULT_CONFIG_PATH,
+) -> Config:
+    """Defaults ← base config.toml (if it exists) ← overlay ← overrides; validated."""
+    values: dict = {}
+    if base is not None and Path(base).exists():
+        values = _merge(values, _read_toml(base))
+    if overlay is not None:
+        values = _merge(values, _read_toml(overlay))
+    for text in overrides:
+        parts, value = parse_override(text)
+        if parts[:2] == ["tune", "space"] and len(parts) > 2:
+            # tune.space.train.lr={low=1e-5, high=1e-4} names one search dimension
+            space = dict(values.get("tune", {}).get("space", {}))
+            space[".".join(parts[2:])] = value
+            values = _merge(values, {"tune": {"space": space}})
+        else:
+            values = _merge(values, _nest(parts, value))
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict) -> Config:
+    if "tune" in values and "space" in values["tune"]:
+        values = _merge(values, {"tune": {"space": flatten_space(values["tune"]["space"])}})
+    cfg = _build(Config, values, "")
+    validate(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------- search space and validation
+
+SPACE_KEYS = {"low", "high", "log", "step", "choices"}
+
+
+def flatten_space(space: dict, prefix: str = "") -> dict[str, dict]:
+    """`{train: {lr: {low, high}}}` or `{"train.lr": {...}}` -> `{"train.lr": {...}}`."""
+    flat = {}
+    for key, value in space.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(value, dict):
+            raise UserError(f"config key tune.space.{dotted}: expected a table like {{low, high}}")
+        if value and set(value) <= SPACE_KEYS:
+            flat[dotted] = value
+        else:
+            flat.update(flatten_space(value, f"{dotted}."))
+    return flat
+
+
+def get_dotted(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_space(cfg: Config) -> None:
+    for dotted, spec in cfg.tune.space.items():
+        key = f"tune.space.{dotted}"
+        section, _, name = dotted.partition(".")
+        if section not in {f.name for f in dataclasses.fields(Config)} or section == "tune":
+            raise UserError(f"{key}: {dotted} is not a tunable config key")
+        fields = [f.name for f in dataclasses.fields(getattr(cfg, section))]
+        if name not in fields:
+            raise UserError(
+                f"{key}: unknown config key{_did_you_mean(name, fields, section + '.')}"
+            )
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise UserError(f"{key}: choices must be a non-empty list")
+            if set(spec) - {"choices"}:
+                raise UserError(f"{key}: give either choices or low/high, not both")
+            continue
+        if "low" not in spec or "high" not in spec:
+            raise UserError(f"{key}: needs low and high (or choices)")
+        low, high = spec["low"], spec["high"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+            raise UserError(f"{key}: low and high must be numbers, got {low!r} and {high!r}")
+        if not low < high:
+            raise UserError(f"{key}: empty range, low={low} must be < high={high}")
+        if spec.get("log") and low <= 0:
+            raise UserError(f"{key}: log scale needs low > 0, got low={low}")
+        if "step" in spec and spec.get("log"):
+            raise UserError(f"{key}: step and log cannot be combined")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field and range checks, once, at load; each message names the keys and values."""
+    d, f, t = cfg.data, cfg.features, cfg.train
+    for symptom in d.symptoms:
+        _require(
+            symptom in ALL_SYMPTOMS,
+            f"data.symptoms: unknown symptom {symptom!r}"
+            f"{_did_you_mean(symptom, list(ALL_SYMPTOMS), '')}",
+        )
+    _require(bool(d.symptoms), "data.symptoms must name at least one symptom")
+    _require(len(set(d.symptoms)) == len(d.symptoms), "data.symptoms has duplicates")
+    _require(
+        d.question in ("criterion", "symptom", "empty"),
+        f"data.question must be criterion, symptom or empty, got {d.question!r}",
+    )
+    if d.question == "criterion":
+        missing = [s for s in d.symptoms if not d.criteria.get(s, "").strip()]
+        _require(not missing, f"data.criteria has no text for {', '.join(missing)}")
+    _require(
+        d.negatives in ("none", "annotated", "all"),
+        f"data.negatives must be none, annotated or all, got {d.negatives!r}",
+    )
+    _require(
+        len(d.split) == 3 and all(r >= 0 for r in d.split) and math.isclose(sum(d.split), 1.0),
+        f"data.split must be three non-negative ratios summing to 1, got {d.split}",
+    )
+    _require(0.0 < d.fuzzy_threshold <= 1.0, "data.fuzzy_threshold must be in (0, 1]")
+    _require(d.limit >= 0, f"data.limit must be >= 0, got {d.limit}")
+    for key in ("dropout", "attention_dropout"):
+        value = getattr(cfg.model, key)
+        _require(
+            value == "checkpoint" or (isinstance(value, float) and 0.0 <= value < 1.0),
+            f'model.{key} must be a probability in [0, 1) or "checkpoint", got {value!r}',
+        )
+    _require(f.max_question_length >= 1, "features.max_question_length must be >= 1")
+    usable = f.max_length - f.max_question_length - 3
+    _require(
+        usable > 0,
+        f"features.max_length={f.max_length} leaves no room for the post after "
+        f"features.max_question_length={f.max_question_length} and 3 special tokens",
+    )
+    _require(
+        0 <= f.doc_stride < usable,
+        f"features.doc_stride={f.doc_stride} must be < features.max_length - "
+        f"features.max_question_length - 3 = {usable} (max_length={f.max_length})",
+    )
+    _require(f.pad_to_multiple_of >= 1, "features.pad_to_multiple_of must be >= 1")
+    _require(cfg.decode.n_best >= 1, "decode.n_best must be >= 1")
+    _require(cfg.decode.max_answer_length >= 1, "decode.max_answer_length must be >= 1")
+    for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "keep_checkpoints"):
+        _require(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
+    for key in ("max_steps", "eval_every", "checkpoint_every", "patience", "threads"):
+        _require(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
+    _require(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    _require(0.0 <= t.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)")
+    _require(t.weight_decay >= 0, "train.weight_decay must be >= 0")
+    _require(t.max_grad_norm >= 0, "train.max_grad_norm must be >= 0 (0 = no clipping)")
+    _require(
+        t.mixed_precision in ("no", "bf16", "fp16", "auto"),
+        f"train.mixed_precision must be no, bf16, fp16 or auto, got {t.mixed_precision!r}",
+    )
+    from lib.metrics import METRIC_NAMES, is_valid_metric
+
+    _require(
+        is_valid_metric(t.metric, d.symptoms),
+        f"train.metric {t.metric!r} is not a metric{_did_you_mean(t.metric, list(METRIC_NAMES), '')}"
+        f"; choose one of {', '.join(METRIC_NAMES)} or SYMPTOM/sentence_f1",
+    )
+    _require(cfg.tune.n_trials >= 1, "tune.n_trials must be >= 1")
+    _require(cfg.tune.timeout >= 0, "tune.timeout must be >= 0 (0 = none)")
+    _require(cfg.tune.pruner_startup_trials >= 0, "tune.pruner_startup_trials must be >= 0")
+    _require(
+        cfg.tune.pruner in ("median", "none"),
+        f"tune.pruner must be median or none, got {cfg.tune.pruner!r}",
+    )
+    _check_space(cfg)
+
+
+# ---------------------------------------------------------------- writing TOML back
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        # JSON string escapes are valid TOML basic-string escapes; TOML also forbids raw DEL.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else _toml_value(key)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as TOML; `config_from_dict(tomllib.loads(dump_config(c))) == c`."""
+    lines = []
+    for section in dataclasses.fields(cfg):
+        node = getattr(cfg, section.name)
+        lines.append(f"[{section.name}]")
+        tables = []
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if isinstance(value, dict):
+                tables.append((f.name, value))
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        for name, table in tables:
+            lines.append(f"\n[{section.name}.{name}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of `cfg` with dotted keys replaced (e.g. a tuning trial's parameters), validated."""
+    merged = to_dict(cfg)
+    for dotted, value in values.items():
+        merged = _merge(merged, _nest(dotted.split("."), value))
+    return config_from_dict(merged)

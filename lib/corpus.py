@@ -1,0 +1,313 @@
+"""The records the whole pipeline passes around: posts, annotation rows, gold spans, examples.
+
+An *example* is one (post, symptom) pair with all of its gold evidence spans (DESIGN §3).
+Character offsets are Python string indices into the post text, `end` exclusive.
+Below the records: the loaders of the ReDSM5 files, which validate every row.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.errors import UserError
+
+
+@dataclass(frozen=True)
+class Post:
+    post_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One row of the annotations CSV (`row` is its 1-based line number, header = line 1)."""
+
+    post_id: str
+    sentence_id: str
+    sentence_text: str
+    symptom: str
+    status: int
+    explanation: str
+    row: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """A character span of a post: text == post_text[start:end]."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (post, symptom) question; `answers` empty means "no evidence in this post"."""
+
+    example_id: str  # f"{post_id}::{symptom}", unique within a corpus
+    post_id: str
+    symptom: str
+    question: str
+    context: str  # the post text, unchanged
+    answers: tuple[Span, ...]
+
+
+# ---------------------------------------------------------------- reading ReDSM5 files (DESIGN §3)
+#
+# Every mistake in an input file is a UserError with one line naming the file, the row as a
+# spreadsheet shows it (header = row 1; a quoted field with line breaks is still one row) or the
+# JSONL line, and the column. Columns are found by header name, so their order is free and extra
+# columns are ignored; `explanation` is optional (ReDSM5 ships it, our pipeline never reads it).
+
+DSM_SYMPTOMS = (
+    "DEPRESSED_MOOD",
+    "ANHEDONIA",
+    "APPETITE_CHANGE",
+    "SLEEP_ISSUES",
+    "PSYCHOMOTOR",
+    "FATIGUE",
+    "WORTHLESSNESS",
+    "COGNITIVE_ISSUES",
+    "SUICIDAL_THOUGHTS",
+)
+SYMPTOMS = (*DSM_SYMPTOMS, "SPECIAL_CASE")  # every label a ReDSM5 annotation may carry
+
+POST_COLUMNS = ("post_id", "text")
+ANNOTATION_COLUMNS = ("post_id", "sentence_id", "sentence_text", "DSM5_symptom", "status")
+OPTIONAL_ANNOTATION_COLUMNS = ("explanation",)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The file as text: exists, is not empty, is UTF-8 (a BOM is allowed)."""
+    if not path.exists():
+        raise UserError(f"{path}: {what} file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (expected the {what} file)")
+    data = path.read_bytes()
+    if not data.strip():
+        raise UserError(f"{path}: empty file (expected the {what} file)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: {_where_bad_byte(path, data, err)}") from None
+
+
+def _where_bad_byte(path: Path, data: bytes, err: UnicodeDecodeError) -> str:
+    """Name the row and column of the first invalid byte (decoded as lone surrogates)."""
+    bad = f"invalid UTF-8 (byte 0x{data[err.start]:02x} at byte offset {err.start})"
+    text = data.decode("utf-8-sig", errors="surrogateescape")
+    if path.suffix.lower() == ".csv":
+        try:
+            records = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error:
+            records = []
+        header = records[0] if records else []
+        for row, fields in enumerate(records, start=1):
+            for column, value in enumerate(fields):
+                if any("\udc80" <= ch <= "\udcff" for ch in value):
+                    name = header[column].strip() if column < len(header) else f"#{column + 1}"
+                    return f"row {row}, column {name}: {bad}"
+    line = data[: err.start].count(b"\n") + 1
+    return f"line {line}: {bad}"
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(spreadsheet row number, fields) for every non-blank record, header included."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    row = 0
+    try:
+        for fields in reader:
+            row += 1
+            if fields and any(f.strip() for f in fields):
+                yield row, fields
+    except csv.Error as err:
+        raise UserError(f"{path}: row {row + 1}: malformed CSV ({err})") from None
+
+
+def _columns(
+    path: Path, fields: list[str], required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, int]:
+    names = [f.strip() for f in fields]
+    if not any(names):
+        raise UserError(f"{path}: row 1: no header (expected {', '.join(required)})")
+    for index, name in enumerate(names):
+        if name and name in names[:index]:
+            raise UserError(f"{path}: row 1, column {name}: duplicate column name")
+    for name in required:
+        if name not in names:
+            raise UserError(
+                f"{path}: row 1: missing column {name}{_did_you_mean(name, names)}; "
+                f"the header must name {', '.join(required)} (found: {', '.join(names)})"
+            )
+    return {name: names.index(name) for name in (*required, *optional) if name in names}
+
+
+def _field(path: Path, row: int, fields: list[str], columns: dict[str, int], name: str) -> str:
+    index = columns.get(name)
+    if index is None:
+        return ""
+    if index >= len(fields):
+        raise UserError(
+            f"{path}: row {row}, column {name}: missing value "
+            f"(the row has {len(fields)} fields, the header {max(columns.values()) + 1})"
+        )
+    return fields[index]
+
+
+def _check_width(path: Path, row: int, fields: list[str], width: int) -> None:
+    if len(fields) > width and any(f.strip() for f in fields[width:]):
+        raise UserError(
+            f"{path}: row {row}, column {width + 1}: {len(fields)} fields but the header has "
+            f"{width} (an unquoted comma in a text?)"
+        )
+
+
+def _add_post(posts: dict[str, Post], first_seen: dict, where: str, pid: str, text: str) -> None:
+    if not pid:
+        raise UserError(f"{where}, column post_id: empty post_id")
+    if pid in posts:
+        raise UserError(f"{where}, column post_id: duplicate post_id {pid!r} ({first_seen[pid]})")
+    if not text.strip():
+        raise UserError(f"{where}, column text: empty text for post {pid!r}")
+    posts[pid] = Post(pid, text)
+    first_seen[pid] = f"first seen at {where.split(': ', 1)[1]}"
+
+
+def _posts_from_csv(path: Path, text: str) -> dict[str, Post]:
+    posts: dict[str, Post] = {}
+    first_seen: dict[str, str] = {}
+    rows = _csv_rows(path, text)
+    _, header = next(rows, (1, []))
+    columns = _columns(path, header, POST_COLUMNS)
+    for row, fields in rows:
+        _check_width(path, row, fields, len(header))
+        pid = _field(path, row, fields, columns, "post_id").strip()
+        body = _field(path, row, fields, columns, "text")
+        _add_post(posts, first_seen, f"{path}: row {row}", pid, body)
+    return posts
+
+
+def _posts_from_json(path: Path, text: str) -> dict[str, Post]:
+    """JSONL (one object per line), or a .json file holding one array of such objects."""
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
+        records = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((f"line {number}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise UserError(
+                    f"{path}: line {number}: invalid JSON ({err.msg} at column {err.colno})"
+                ) from None
+    posts: dict[str, Post] = {}
+    first_seen: dict[str, str] = {}
+    for where, item in records:
+        if not isinstance(item, dict):
+            raise UserError(f"{path}: {where}: expected an object with post_id and text")
+        for key in POST_COLUMNS:
+            if key not in item:
+                raise UserError(f"{path}: {where}, key {key}: missing{_did_you_mean(key, item)}")
+        pid, body = item["post_id"], item["text"]
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            pid = str(pid)
+        if not isinstance(pid, str) or not isinstance(body, str):
+            bad = "post_id" if not isinstance(pid, str) else "text"
+            raise UserError(f"{path}: {where}, key {bad}: expected a string")
+        _add_post(posts, first_seen, f"{path}: {where}", pid.strip(), body)
+    return posts
+
+
+def load_posts(path: str | Path) -> dict[str, Post]:
+    """Posts by post_id, in file order, from CSV `post_id,text` or JSONL/JSON (by extension)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise UserError(f"{path}: posts file must end in .csv, .jsonl or .json")
+    text = _read_text(path, "posts")
+    posts = _posts_from_csv(path, text) if suffix == ".csv" else _posts_from_json(path, text)
+    if not posts:
+        raise UserError(f"{path}: no posts (the file has a header but no rows)")
+    return posts
+
+
+def sentence_index(sentence_id: str, post_id: str) -> int | None:
+    """k from a `<post_id>_<k>` sentence_id; None if it does not have that form."""
+    prefix = f"{post_id}_"
+    suffix = sentence_id[len(prefix) :]
+    if sentence_id.startswith(prefix) and suffix.isascii() and suffix.isdigit():
+        return int(suffix)
+    return None
+
+
+def load_annotations(
+    path: str | Path, posts: Mapping[str, Post], *, symptoms: Collection[str] = SYMPTOMS
+) -> list[Annotation]:
+    """Validated annotation rows in file order, keeping those whose symptom is in `symptoms`."""
+    path = Path(path)
+    text = _read_text(path, "annotations")
+    rows = _csv_rows(path, text)
+    _, header = next(rows, (1, []))
+    columns = _columns(path, header, ANNOTATION_COLUMNS, OPTIONAL_ANNOTATION_COLUMNS)
+    annotations = []
+    row_count = 0
+    for row, fields in rows:
+        row_count += 1
+        _check_width(path, row, fields, len(header))
+        value = {name: _field(path, row, fields, columns, name) for name in columns}
+        where = f"{path}: row {row}, column"
+        pid = value["post_id"].strip()
+        if pid not in posts:
+            raise UserError(f"{where} post_id: unknown post {pid!r} (not in the posts file)")
+        sid = value["sentence_id"].strip()
+        if sentence_index(sid, pid) is None:
+            raise UserError(
+                f"{where} sentence_id: {sid!r} is not {pid}_<k> "
+                "(k = the sentence's 0-based index in the post)"
+            )
+        if not value["sentence_text"].strip():
+            raise UserError(f"{where} sentence_text: empty text")
+        symptom = value["DSM5_symptom"].strip()
+        if symptom not in SYMPTOMS:
+            raise UserError(
+                f"{where} DSM5_symptom: unknown symptom {symptom!r}"
+                f"{_did_you_mean(symptom, SYMPTOMS)}; expected one of {', '.join(SYMPTOMS)}"
+            )
+        status = value["status"].strip()
+        if status not in ("0", "1"):
+            raise UserError(f"{where} status: {status!r} is not 0 or 1")
+        if symptom in symptoms:
+            annotations.append(
+                Annotation(
+                    post_id=pid,
+                    sentence_id=sid,
+                    sentence_text=value["sentence_text"],
+                    symptom=symptom,
+                    status=int(status),
+                    explanation=value.get("explanation", ""),
+                    row=row,
+                )
+            )
+    if row_count == 0:
+        raise UserError(f"{path}: no annotation rows (the file has a header but no rows)")
+    return annotations

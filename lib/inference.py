@@ -1,0 +1,117 @@
+"""Batched inference and evaluation of a QA model over feature windows (DESIGN §4, §5, §7).
+
+Shared by training (validation/test) and evaluate.py, so both produce the same numbers to the last
+digit. Windows are sorted by length and padded per batch; under `accelerate launch` each process
+runs a shard and `gather_for_metrics` drops the duplicates the last uneven batch adds, after
+`pad_across_processes` has made the variable-length logits stackable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from lib.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
+from lib.corpus import Example
+from lib.decoding import Prediction, choose_null_threshold, decode_predictions
+from lib.features import Features
+from lib.metrics import compute_metrics
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics: dict[str, float]
+    predictions: dict[str, Prediction]
+    null_threshold: float
+
+
+def eval_loader(features: Features, *, batch_size: int, pad_id: int, pad_to_multiple_of: int):
+    """Windows in length order (few padded tokens, few distinct shapes), no labels."""
+    dataset = WindowDataset(features, with_labels=False)
+    sampler = LengthGroupedBatchSampler(features.lengths(), batch_size, shuffle=False, seed=0)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=partial(collate_windows, pad_id=pad_id, pad_to_multiple_of=pad_to_multiple_of),
+        generator=torch.Generator(),  # iterating must not draw from the global RNG
+    )
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, n_windows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, end) logits, each (n_windows, T_max) float32 on CPU, row i = window i.
+
+    Positions past a window's length hold -inf. `loader` must already be prepared.
+    """
+    was_training = model.training
+    model.eval()
+    rows, starts, ends = [], [], []
+    for batch in loader:
+        start, end = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        start = start.float().masked_fill(batch["attention_mask"] == 0, float("-inf"))
+        end = end.float().masked_fill(batch["attention_mask"] == 0, float("-inf"))
+        # Processes padded their batches to different lengths: pad to a common T, then gather.
+        start = accelerator.pad_across_processes(start, dim=1, pad_index=float("-inf"))
+        end = accelerator.pad_across_processes(end, dim=1, pad_index=float("-inf"))
+        index, start, end = accelerator.gather_for_metrics((batch["window_index"], start, end))
+        rows.append(index.cpu())
+        starts.append(start.cpu())
+        ends.append(end.cpu())
+    model.train(was_training)
+    width = max((s.shape[1] for s in starts), default=1)
+    start_all = torch.full((n_windows, width), float("-inf"))
+    end_all = torch.full((n_windows, width), float("-inf"))
+    for index, start, end in zip(rows, starts, ends, strict=True):
+        start_all[index, : start.shape[1]] = start
+        end_all[index, : end.shape[1]] = end
+    return start_all, end_all
+
+
+def evaluate_examples(
+    examples: Sequence[Example],
+    features: Features,
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    *,
+    decode_cfg,
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+    metric: str,
+    tune_threshold: bool,
+) -> EvalResult:
+    """Decode, optionally pick the null threshold that maximises `metric`, and score."""
+    threshold = decode_cfg.null_threshold
+    has_negatives = any(not ex.answers for ex in examples)
+    if tune_threshold and has_negatives:
+        threshold = choose_null_threshold(
+            examples,
+            features,
+            start_logits,
+            end_logits,
+            n_best=decode_cfg.n_best,
+            max_answer_length=decode_cfg.max_answer_length,
+            multi_span=decode_cfg.multi_span,
+            snap_to_sentence=decode_cfg.snap_to_sentence,
+            sentences=sentences,
+            metric=metric,
+        )
+    predictions = decode_predictions(
+        examples,
+        features,
+        start_logits,
+        end_logits,
+        n_best=decode_cfg.n_best,
+        max_answer_length=decode_cfg.max_answer_length,
+        null_threshold=threshold,
+        multi_span=decode_cfg.multi_span,
+        snap_to_sentence=decode_cfg.snap_to_sentence,
+        sentences=sentences,
+    )
+    metrics = compute_metrics(examples, predictions, sentences)
+    return EvalResult(metrics=metrics, predictions=predictions, null_threshold=threshold)

@@ -1,0 +1,35 @@
+"""The training objective: span log-likelihood marginalised over every gold span in a window.
+
+A window can hold several evidence sentences for one symptom. Rather than duplicating the window
+once per span (the old project) we maximise the probability that the model points at *any* of them:
+
+    loss = -log sum_k p_start(s_k) * p_end(e_k)        (halved, as BertForQuestionAnswering halves
+                                                        start CE + end CE)
+
+With one gold span this is exactly Hugging Face's `(CE(start) + CE(end)) / 2`; windows with no span
+inside point at [CLS] (s = e = 0). Padding positions are masked out of both softmaxes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def span_marginal_loss(
+    start_logits: torch.Tensor,  # (B, T)
+    end_logits: torch.Tensor,  # (B, T)
+    attention_mask: torch.Tensor,  # (B, T), 1 = real token
+    start_positions: torch.Tensor,  # (B, K) gold first tokens, -1 = no span in this slot
+    end_positions: torch.Tensor,  # (B, K) gold last tokens, -1 = no span in this slot
+) -> torch.Tensor:
+    """Mean over the batch of -log sum_k p(s_k, e_k) / 2, in float32."""
+    pad = attention_mask == 0
+    log_p_start = start_logits.float().masked_fill(pad, float("-inf")).log_softmax(-1)  # (B, T)
+    log_p_end = end_logits.float().masked_fill(pad, float("-inf")).log_softmax(-1)  # (B, T)
+    valid = start_positions >= 0  # (B, K)
+    assert bool(valid[:, 0].all()), "every window needs at least one target (CLS when none)"
+    starts = start_positions.clamp(min=0)
+    ends = end_positions.clamp(min=0)
+    pair = log_p_start.gather(1, starts) + log_p_end.gather(1, ends)  # (B, K)
+    pair = pair.masked_fill(~valid, float("-inf"))
+    return -(pair.logsumexp(-1) / 2).mean()

@@ -1,0 +1,320 @@
+"""A hand-written BERT encoder and extractive-QA head in plain PyTorch (DESIGN §6).
+
+Follows Devlin et al. 2019 (BERT) and Hugging Face's `modeling_bert.py` module for module, so the
+same weights give the same numbers (post-LayerNorm residuals, exact erf GELU, absolute positions),
+written nanoGPT-style from the smallest piece up. Two deliberate differences, neither visible in
+the outputs: query/key/value are one fused Linear (`attention.self.qkv`, one GEMM instead of
+three; lib/checkpoint.py splits and joins it), and attention is always
+`torch.nn.functional.scaled_dot_product_attention`. There is no pooler: QA never uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The architecture, with Hugging Face `config.json` field names and BERT-base defaults."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.hidden_size % self.num_attention_heads == 0, "hidden_size % heads != 0"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BertConfig:
+        """Build from a `config.json` dict; keys we do not model (architectures, ...) are ignored."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Hugging Face's ACT2FN names for the activations a BERT config may ask for.
+ACTIVATIONS = {
+    "gelu": F.gelu,  # exact erf form, what BERT and SpanBERT were trained with
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        # padding_idx keeps the [PAD] row's gradient at zero, as in Hugging Face.
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        seq_len = input_ids.shape[1]
+        embeddings = self.word_embeddings(input_ids)  # (B, T, H)
+        if token_type_ids is None:
+            embeddings = embeddings + self.token_type_embeddings.weight[0]
+        else:
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        embeddings = embeddings + self.position_embeddings.weight[:seq_len]  # (T, H) broadcast
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+def random_keep_mask(shape: torch.Size, drop_p: float, device: torch.device):
+    """Bernoulli(1 - p) keep mask from 16 random bits per element, and the p it really used.
+
+    Why not bernoulli_: it draws 32+ random bits per element and, over a (B, nh, T, T) matrix,
+    costs more than the attention GEMMs on CPU; one int64 draw gives four 16-bit lanes.
+    p is rounded to a multiple of 1/65536 (0.1 -> 0.100006), and the caller rescales by it.
+    """
+    count = math.prod(shape)
+    bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
+    bits.random_(-(2**63), 2**63 - 1)  # all 64 bits uniform
+    threshold = round(drop_p * 65536)
+    lanes = bits.view(torch.int16)[:count].view(shape)  # each uniform on [-32768, 32767]
+    return lanes >= threshold - 32768, threshold / 65536
+
+
+def attention_with_dropout(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    drop_p: float,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) with dropout on the probabilities, times v.
+
+    The same computation as SDPA's; used for CPU training only, where SDPA with dropout_p > 0
+    falls back to a generic path (safe softmax, bernoulli_, extra passes over the (T, T)
+    scores) that is ~1.4x slower fwd+bwd at T=384 (bench/encoder.py). GPUs keep SDPA's fused
+    dropout kernels.
+    """
+    scale = query.shape[-1] ** -0.5
+    scores = torch.matmul(query * scale, key.transpose(-2, -1))  # (B, nh, T, T)
+    if attn_mask is not None:
+        # in place is safe: matmul's backward needs its inputs, not its output
+        scores.masked_fill_(~attn_mask, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1)
+    keep, drop_p = random_keep_mask(probs.shape, drop_p, probs.device)
+    probs = torch.where(keep, probs, 0.0)
+    # rescale the (B, nh, T, hd) output instead of the T-times larger probabilities
+    return torch.matmul(probs, value) * (1.0 / (1.0 - drop_p))  # (B, nh, T, hd)
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)  # [query; key; value]
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, hidden: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, seq_len, width = hidden.shape
+        qkv = self.qkv(hidden).view(batch, seq_len, 3, self.num_heads, self.head_size)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hd)
+        drop_p = self.dropout_p if self.training else 0.0
+        if drop_p > 0 and hidden.device.type == "cpu":
+            context = attention_with_dropout(query, key, value, attn_mask, drop_p)
+        else:
+            context = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attn_mask, dropout_p=drop_p
+            )  # (B, nh, T, hd)
+        return context.transpose(1, 2).reshape(batch, seq_len, width)  # (B, T, H)
+
+
+class BertSelfOutput(nn.Module):
+    """Project the attention context and add it back to the layer input (post-LN residual)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(context)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(config)  # Hugging Face's name, kept for the state dict
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.self(hidden, attn_mask), hidden)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden))
+
+
+class BertOutput(nn.Module):
+    """Project the feed-forward result back to hidden size, post-LN residual."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, intermediate: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        attended = self.attention(hidden, attn_mask)
+        return self.output(self.intermediate(attended), attended)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig, gradient_checkpointing: bool = False):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.gradient_checkpointing = gradient_checkpointing
+
+    def forward(self, hidden: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        # Recomputing activations only pays off when a backward pass will need them.
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for layer in self.layer:
+            if recompute:
+                hidden = checkpoint(layer, hidden, attn_mask, use_reentrant=False)
+            else:
+                hidden = layer(hidden, attn_mask)
+        return hidden
+
+
+def padding_mask_for_attention(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T) 1 = token / 0 = padding -> SDPA boolean mask (B, 1, 1, T), True = may attend.
+
+    Returns None when nothing is padded, because SDPA only picks its fused kernels (flash on CPU
+    and GPU) without a mask. The `.all()` check syncs with the device, so under torch.compile the
+    mask is always kept (a data-dependent branch would break the graph).
+    """
+    if attention_mask is None:
+        return None
+    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+
+
+def with_dropout(
+    config: BertConfig, dropout: float | None, attention_dropout: float | None
+) -> BertConfig:
+    """The config with dropout rates overridden where given (None keeps the config's value)."""
+    if dropout is not None:
+        config = dataclasses.replace(config, hidden_dropout_prob=dropout)
+    if attention_dropout is not None:
+        config = dataclasses.replace(config, attention_probs_dropout_prob=attention_dropout)
+    return config
+
+
+def init_bert_weights(module: nn.Module, initializer_range: float) -> None:
+    """BERT's initialisation (truncation-free normal, as Hugging Face's `_init_weights`)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=initializer_range)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class BertModel(nn.Module):
+    """Embeddings + encoder; forward returns the last hidden state (B, T, H)."""
+
+    def __init__(
+        self,
+        config: BertConfig,
+        gradient_checkpointing: bool = False,
+        *,
+        dropout: float | None = None,
+        attention_dropout: float | None = None,
+    ):
+        super().__init__()
+        self.config = with_dropout(config, dropout, attention_dropout)
+        self.embeddings = BertEmbeddings(self.config)
+        self.encoder = BertEncoder(self.config, gradient_checkpointing)
+        self.apply(lambda module: init_bert_weights(module, self.config.initializer_range))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden = self.embeddings(input_ids, token_type_ids)
+        return self.encoder(hidden, padding_mask_for_attention(attention_mask))
+
+
+class BertForQuestionAnswering(nn.Module):
+    """BERT + `qa_outputs = Linear(hidden, 2)`; forward -> (start_logits, end_logits), (B, T) fp32."""
+
+    def __init__(
+        self,
+        config: BertConfig,
+        gradient_checkpointing: bool = False,
+        *,
+        dropout: float | None = None,
+        attention_dropout: float | None = None,
+    ):
+        super().__init__()
+        self.bert = BertModel(
+            config, gradient_checkpointing, dropout=dropout, attention_dropout=attention_dropout
+        )
+        self.config = self.bert.config
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        init_bert_weights(self.qa_outputs, config.initializer_range)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        # fp32 logits even under autocast: the span loss and decoding need the precision.
+        logits = self.qa_outputs(hidden).float()  # (B, T, 2)
+        start_logits, end_logits = logits.unbind(-1)  # each (B, T)
+        return start_logits.contiguous(), end_logits.contiguous()

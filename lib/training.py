@@ -1,0 +1,381 @@
+"""Fine-tuning: one Accelerate loop, `train(cfg) -> metrics` (DESIGN §7).
+
+Set-up follows Accelerate's order: seed → data → model → optimizer → scheduler → one `prepare`.
+Gradient accumulation goes through `accelerator.accumulate`, mixed precision through
+`Accelerator(mixed_precision=...)`, evaluation through `gather_for_metrics` (lib.inference), and
+checkpoints through `save_state`/`load_state` + `skip_first_batches`, so a run killed at any moment
+resumes from its last checkpoint and ends where the uninterrupted run would have.
+
+Batches are drawn as *effective* batches (batch_size × grad_accum windows, length-grouped) and cut
+into micro-batches, so the windows of each optimizer step do not depend on how it is accumulated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from lib.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
+from lib.config import Config, dump_config, load_config, with_overrides
+from lib.data import build_dataset
+from lib.errors import RunError, UserError
+from lib.features import build_features
+from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
+from lib.loss import span_marginal_loss
+from lib.optimization import linear_warmup_decay, parameter_groups, resolve_mixed_precision
+from lib.pretrained import load_qa_model, load_tokenizer, save_qa_model
+from lib.run_dir import (
+    TrainerState,
+    checkpoint_tmp_path,
+    find_resume_dir,
+    finish_checkpoint,
+    latest_checkpoint,
+    new_run_dir,
+    read_trainer_state,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
+from lib.sentences import split_sentences
+
+log = logging.getLogger("lib.training")
+
+
+class TrainingError(RunError):
+    """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
+
+
+class MicroBatches(Sampler[list[int]]):
+    """Cuts each effective batch of `batches` into micro-batches of at most `size` windows."""
+
+    def __init__(self, batches: LengthGroupedBatchSampler, size: int):
+        self.batches, self.size = batches, size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            for i in range(0, len(batch), self.size):
+                yield batch[i : i + self.size]
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(b) / self.size) for b in self.batches)
+
+
+def _dropout(value: float | str) -> float | None:
+    return None if value == "checkpoint" else float(value)
+
+
+def _resolve_run(cfg: Config) -> tuple[Config, Path, bool]:
+    """(config, run dir, resuming). A resumed run continues with the config it was started with."""
+    if not cfg.train.resume:
+        return cfg, new_run_dir(cfg.train.output_dir, cfg.train.run_name), False
+    run_dir = find_resume_dir(cfg.train.resume, cfg.train.output_dir)
+    saved = load_config(run_dir / "config.toml", base=None)
+    return with_overrides(saved, {"train.resume": str(run_dir)}), run_dir, True
+
+
+def _add_file_log(run_dir: Path, main: bool) -> logging.Handler | None:
+    if not main:
+        return None
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("lib").addHandler(handler)
+    logging.getLogger("lib").setLevel(logging.INFO)
+    return handler
+
+
+def train(
+    cfg: Config, *, on_evaluate: Callable[[int, dict[str, float]], None] | None = None
+) -> dict:
+    """Fine-tune, keep the best model in the run directory, return what metrics.json holds.
+
+    `on_evaluate(step, val_metrics)` is called after every validation (tune.py reports to Optuna
+    there and may raise optuna.TrialPruned to stop the run).
+    """
+    cfg, run_dir, resuming = _resolve_run(cfg)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    state = PartialState()
+    set_seed(t.seed)
+
+    # Data first: a bad corpus or model name fails here, before anything is written.
+    dataset = build_dataset(cfg.data)
+    if not dataset.splits["train"] or not dataset.splits["val"]:
+        raise UserError(
+            f"data.split={cfg.data.split} leaves {len(dataset.splits['train'])} training and "
+            f"{len(dataset.splits['val'])} validation examples; both must be non-empty"
+        )
+    tokenizer = load_tokenizer(cfg.model.name)
+    pad_id = tokenizer.token_to_id("[PAD]")
+    featurize = partial(
+        build_features,
+        tokenizer=tokenizer,
+        max_length=cfg.features.max_length,
+        doc_stride=cfg.features.doc_stride,
+        max_question_length=cfg.features.max_question_length,
+    )
+    splits = {name: featurize(examples) for name, examples in dataset.splits.items() if examples}
+    sentences = {pid: split_sentences(post.text) for pid, post in dataset.posts.items()}
+
+    collate = partial(
+        collate_windows, pad_id=pad_id, pad_to_multiple_of=cfg.features.pad_to_multiple_of
+    )
+    batches = LengthGroupedBatchSampler(
+        splits["train"].lengths(), t.batch_size * t.grad_accum, shuffle=True, seed=t.seed
+    )
+    micro = MicroBatches(batches, t.batch_size)
+    train_loader = DataLoader(
+        WindowDataset(splits["train"], with_labels=True),
+        batch_sampler=micro,
+        collate_fn=collate,
+        # Its own generator: starting an epoch must not draw from the RNG that dropout uses,
+        # or a resumed run would see different dropout masks than the uninterrupted one.
+        generator=torch.Generator().manual_seed(t.seed),
+    )
+    loaders = {
+        name: eval_loader(
+            feats,
+            batch_size=t.eval_batch_size,
+            pad_id=pad_id,
+            pad_to_multiple_of=cfg.features.pad_to_multiple_of,
+        )
+        for name, feats in splits.items()
+        if name in ("val", "test")
+    }
+
+    model = load_qa_model(
+        cfg.model.name,
+        dropout=_dropout(cfg.model.dropout),
+        attention_dropout=_dropout(cfg.model.attention_dropout),
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr)
+    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
+    total_steps = t.epochs * steps_per_epoch
+    if t.max_steps:
+        total_steps = min(total_steps, t.max_steps)
+    scheduler = linear_warmup_decay(
+        optimizer,
+        warmup_steps=round(t.warmup_ratio * total_steps),
+        total_steps=total_steps * state.num_processes,  # AcceleratedScheduler steps per process
+    )
+
+    # Everything checked: now the run directory is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = _add_file_log(run_dir, state.is_main_process)
+    if state.is_main_process and not resuming:
+        write_text_atomic(run_dir / "config.toml", dump_config(cfg))
+        write_json_atomic(run_dir / "alignment.json", dataset.report.to_json())
+    log.info("data: %s", {k: len(v) for k, v in dataset.splits.items()})
+    log.info("windows: %s", {k: len(v) for k, v in splits.items()})
+
+    precision = resolve_mixed_precision(t.mixed_precision, state.device)
+    accelerator = Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=t.grad_accum,
+        log_with=t.log_with or None,
+        project_dir=str(run_dir),
+        dynamo_backend="inductor" if t.compile else "no",
+    )
+    model, optimizer, train_loader, scheduler, *prepared = accelerator.prepare(
+        model, optimizer, train_loader, scheduler, *loaders.values()
+    )
+    loaders = dict(zip(loaders, prepared, strict=True))
+    if t.log_with:
+        accelerator.init_trackers(run_dir.name, config={"run_dir": str(run_dir)})
+
+    trainer = TrainerState()
+    if resuming:
+        checkpoint = latest_checkpoint(run_dir)
+        remove_stale_temporaries(run_dir)
+        accelerator.load_state(str(checkpoint))
+        trainer = read_trainer_state(checkpoint)
+        log.info("resumed from %s (step %d)", checkpoint, trainer.global_step)
+    log.info(
+        "precision=%s processes=%d steps/epoch=%d total steps=%d",
+        precision,
+        accelerator.num_processes,
+        steps_per_epoch,
+        total_steps,
+    )
+
+    def evaluate(split: str, tune: bool, threshold: float | None = None) -> EvalResult:
+        # Evaluation must not move the RNG streams that dropout and batch order use.
+        with torch.random.fork_rng(devices=[]):
+            start, end = predict_logits(model, loaders[split], accelerator, len(splits[split]))
+        decode = (
+            cfg.decode
+            if threshold is None
+            else with_overrides(cfg, {"decode.null_threshold": threshold}).decode
+        )
+        return evaluate_examples(
+            dataset.splits[split],
+            splits[split],
+            start,
+            end,
+            decode_cfg=decode,
+            sentences=sentences,
+            metric=t.metric,
+            tune_threshold=tune,
+        )
+
+    def validate() -> None:
+        result = evaluate("val", tune=cfg.decode.tune_null_threshold)
+        value = result.metrics[t.metric]
+        improved = trainer.best_metric is None or value > trainer.best_metric
+        trainer.history.append(
+            {"step": trainer.global_step, "epoch": trainer.epoch, t.metric: value}
+        )
+        log.info(
+            "step %d: val %s=%.4f%s",
+            trainer.global_step,
+            t.metric,
+            value,
+            " (best)" if improved else "",
+        )
+        if improved:
+            trainer.best_metric, trainer.best_step = value, trainer.global_step
+            trainer.evals_without_improvement = 0
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                best_cfg = with_overrides(cfg, {"decode.null_threshold": result.null_threshold})
+                save_qa_model(
+                    accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, run_dir
+                )
+                write_text_atomic(run_dir / "config.toml", dump_config(best_cfg))
+                write_json_atomic(
+                    run_dir / "metrics.json",
+                    {"best_step": trainer.best_step, "val": result.metrics},
+                )
+        else:
+            trainer.evals_without_improvement += 1
+            trainer.stopped_early = (
+                bool(t.patience) and trainer.evals_without_improvement >= t.patience
+            )
+        accelerator.log(
+            {f"val/{k}": v for k, v in result.metrics.items()}, step=trainer.global_step
+        )
+        if on_evaluate is not None:
+            on_evaluate(trainer.global_step, result.metrics)
+
+    def checkpoint() -> None:
+        tmp = checkpoint_tmp_path(run_dir, trainer.global_step)
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            finish_checkpoint(run_dir, trainer.global_step, trainer, t.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    progress = tqdm(
+        total=total_steps,
+        initial=trainer.global_step,
+        desc="train",
+        disable=not accelerator.is_main_process,
+        dynamic_ncols=True,
+    )
+    model.train()
+    started, seen = time.perf_counter(), 0
+    done = trainer.stopped_early or trainer.global_step >= total_steps
+    while not done and trainer.epoch < t.epochs:
+        train_loader.set_epoch(trainer.epoch)  # the batch order of epoch e is fixed by (seed, e)
+        loader = train_loader
+        if trainer.batches_in_epoch:
+            loader = accelerator.skip_first_batches(train_loader, trainer.batches_in_epoch)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                start, end = model(
+                    batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+                )
+                loss = span_marginal_loss(
+                    start,
+                    end,
+                    batch["attention_mask"],
+                    batch["start_positions"],
+                    batch["end_positions"],
+                )
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss is {loss.item()} at step {trainer.global_step + 1} (epoch "
+                        f"{trainer.epoch + 1}); try a lower train.lr or train.mixed_precision=no"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and t.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            trainer.batches_in_epoch += 1
+            seen += batch["input_ids"].shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            trainer.global_step += 1
+            lr = scheduler.get_last_lr()[0]
+            progress.update(1)
+            progress.set_postfix(
+                loss=f"{loss.item():.3f}",
+                lr=f"{lr:.2e}",
+                ex_s=f"{seen / (time.perf_counter() - started):.1f}",
+            )
+            accelerator.log({"train/loss": loss.item(), "train/lr": lr}, step=trainer.global_step)
+            if t.eval_every and trainer.global_step % t.eval_every == 0:
+                validate()
+            if t.checkpoint_every and trainer.global_step % t.checkpoint_every == 0:
+                checkpoint()
+            if trainer.stopped_early or trainer.global_step >= total_steps:
+                done = True
+                break
+        else:  # the epoch ran to its end
+            trainer.epoch += 1
+            trainer.batches_in_epoch = 0
+            validate()
+            checkpoint()
+            done = trainer.stopped_early
+    progress.close()
+    if not trainer.history or trainer.history[-1]["step"] != trainer.global_step:
+        validate()  # a run cut by max_steps or early stop mid-epoch still scores its last step
+        checkpoint()
+    metrics = _finish(accelerator, model, run_dir, trainer, evaluate, "test" in splits)
+    if handler is not None:
+        logging.getLogger("lib").removeHandler(handler)
+        handler.close()
+    accelerator.end_training()
+    return metrics
+
+
+def _finish(accelerator, model, run_dir: Path, trainer: TrainerState, evaluate, has_test: bool):
+    """Reload the best weights, score the test split with the validation-tuned threshold."""
+    accelerator.wait_for_everyone()
+    best = load_qa_model(run_dir, require_head=True)
+    accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(best.state_dict())
+    saved = load_config(run_dir / "config.toml", base=None)
+    metrics = {
+        "best_step": trainer.best_step,
+        "metric": saved.train.metric,
+        "null_threshold": saved.decode.null_threshold,
+        "steps": trainer.global_step,
+        "stopped_early": trainer.stopped_early,
+        "history": trainer.history,
+        "val": evaluate("val", tune=False, threshold=saved.decode.null_threshold).metrics,
+    }
+    if has_test:
+        metrics["test"] = evaluate(
+            "test", tune=False, threshold=saved.decode.null_threshold
+        ).metrics
+    if accelerator.is_main_process:
+        write_json_atomic(run_dir / "metrics.json", metrics)
+    log.info("best %s=%.4f at step %d", saved.train.metric, trainer.best_metric, trainer.best_step)
+    metrics["run_dir"] = str(run_dir)
+    return metrics

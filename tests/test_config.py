@@ -1,0 +1,148 @@
+"""Config: defaults mirrored by config.toml, overlays, overrides, errors, TOML round trip."""
+
+import dataclasses
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    config_from_dict,
+    dump_config,
+    load_config,
+    with_overrides,
+)
+from lib.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_config_toml_holds_every_default():
+    assert load_config() == Config()
+    text = DEFAULT_CONFIG_PATH.read_text()
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"\n{f.name} = " in text or f"[{section.name}.{f.name}]" in text, f.name
+
+
+def test_every_config_line_has_a_comment():
+    for line in DEFAULT_CONFIG_PATH.read_text().splitlines():
+        stripped = line.strip()
+        in_table = stripped.startswith('"') or stripped[:1].isupper()  # criteria / space rows
+        if "=" in stripped and not stripped.startswith("#") and not in_table:
+            assert "#" in stripped, f"no comment: {line}"
+
+
+def test_overlay_then_overrides_in_order(tmp_path):
+    overlay = tmp_path / "o.toml"
+    overlay.write_text('[train]\nlr = 1e-4\nepochs = 7\n[data.criteria]\nFATIGUE = "tired?"\n')
+    cfg = load_config(overlay, ["train.lr=2e-4", "train.run_name=demo", "model.dropout=0.0"])
+    assert cfg.train.lr == 2e-4  # override beats overlay
+    assert cfg.train.epochs == 7  # overlay beats config.toml
+    assert cfg.train.run_name == "demo"  # bare string accepted
+    assert cfg.model.dropout == 0.0
+    assert cfg.data.criteria["FATIGUE"] == "tired?"
+    assert cfg.data.criteria["ANHEDONIA"] == Config().data.criteria["ANHEDONIA"]  # tables merge
+
+
+def test_int_accepted_for_float_and_list_override():
+    cfg = load_config(overrides=["train.lr=1", "data.symptoms=['FATIGUE','ANHEDONIA']"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.data.symptoms == ["FATIGUE", "ANHEDONIA"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "unknown config key train.lrr (did you mean train.lr?)"),
+        ("trian.lr=1", "unknown config key trian (did you mean train?)"),
+        ("train.lr=abc", "config key train.lr: expected float, got str 'abc'"),
+        ("train.epochs=1.5", "config key train.epochs: expected int, got float 1.5"),
+        ("train.compile=1", "config key train.compile: expected bool, got int 1"),
+        ("features.doc_stride=400", "features.doc_stride=400 must be < features.max_length"),
+        ("features.max_length=60", "features.max_length=60 leaves no room"),
+        ("train.metric=sentence_f2", "did you mean sentence_f1?"),
+        ("data.split=[0.5,0.5]", "data.split must be three"),
+        ("data.symptoms=['FATIGUE','SLEEPING']", "unknown symptom 'SLEEPING'"),
+        ("data.question=what", "data.question must be criterion, symptom or empty"),
+        ("train.mixed_precision=fp8", "train.mixed_precision must be"),
+        ("tune.space.train.lr={low=1,high=0.5}", "empty range, low=1 must be < high=0.5"),
+        ("tune.space.train.lx={low=0,high=1}", "tune.space.train.lx: unknown config key"),
+        ("nodots=1", "must be dotted"),
+        ("train.lr", "must look like key=value"),
+    ],
+)
+def test_bad_config_is_one_clear_line(override, message):
+    with pytest.raises(UserError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_symptom_metric_and_space_override():
+    cfg = load_config(
+        overrides=[
+            "train.metric=FATIGUE/sentence_f1",
+            "tune.space.model.dropout={low=0.0,high=0.3}",
+        ]
+    )
+    assert cfg.train.metric == "FATIGUE/sentence_f1"
+    assert cfg.tune.space["model.dropout"] == {"low": 0.0, "high": 0.3}
+
+
+def test_round_trip_of_defaults_and_overrides():
+    for cfg in (
+        Config(),
+        load_config(overrides=['train.run_name="a \\"quoted\\" näme\\u007f"', "train.lr=1e-7"]),
+    ):
+        assert config_from_dict(tomllib.loads(dump_config(cfg))) == cfg
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lr=st.floats(min_value=1e-9, max_value=10, allow_nan=False),
+    name=st.text(max_size=20),
+    epochs=st.integers(1, 10**6),
+    question=st.text(min_size=1, max_size=40).filter(lambda s: s.strip()),
+)
+def test_round_trip_property(lr, name, epochs, question):
+    cfg = with_overrides(
+        Config(),
+        {
+            "train.lr": lr,
+            "train.run_name": name,
+            "train.epochs": epochs,
+            "data.criteria.FATIGUE": question,
+        },
+    )
+    assert config_from_dict(tomllib.loads(dump_config(cfg))) == cfg
+
+
+def test_demo_overlay_is_valid():
+    cfg = load_config(ROOT / "demo.toml")
+    assert cfg.model.name == "minilm-l6"
+    assert Path(ROOT / cfg.data.posts).is_file()
+
+
+def test_missing_overlay_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\n")
+    with pytest.raises(UserError, match="invalid TOML"):
+        load_config(bad)
+
+
+def test_cli_config_error_exit_2():
+    proc = subprocess.run(
+        [sys.executable, "train.py", "train.lrr=1"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown config key train.lrr (did you mean train.lr?)"
+    assert "Traceback" not in proc.stderr

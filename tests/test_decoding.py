@@ -1,0 +1,313 @@
+"""Vectorised span decoding against brute-force double-loop oracles (lib/decoding.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from lib.corpus import Example, Span
+from lib.decoding import (
+    Prediction,
+    best_spans,
+    choose_null_threshold,
+    decode_predictions,
+    pad_logits,
+    sliding_max,
+    span_candidates,
+)
+from lib.features import build_features
+from lib.metrics import compute_metrics
+
+LETTERS = "abcdefg"
+
+
+def tiny_tokenizer() -> Tokenizer:
+    """WordPiece over single letters: word "abc" -> a ##b ##c, one token per character."""
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    for char in LETTERS + ".":
+        vocab[char] = len(vocab)
+        vocab["##" + char] = len(vocab)
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+TOKENIZER = tiny_tokenizer()
+
+
+def dyadic_logits(draw, shape, tie_prone: bool) -> torch.Tensor:
+    """Logits whose float32 sums are exact; tie_prone draws from few values (many ties)."""
+    n = int(np.prod(shape))
+    if tie_prone:
+        values = draw(st.lists(st.integers(-6, 6), min_size=n, max_size=n))
+        return torch.tensor(values, dtype=torch.float32).reshape(shape) / 4
+    seed = draw(st.integers(0, 2**31 - 1))
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randint(-(2**20), 2**20, shape, generator=generator) / 2**14).float()
+
+
+def oracle_spans(start, end, context_start, context_end, max_answer_length):
+    """Every valid (score, s, e) of one row by double loop, best first (float32 sums)."""
+    spans = []
+    for s in range(context_start, context_end):
+        for e in range(s, min(context_end, s + max_answer_length)):
+            spans.append((float(np.float32(start[s]) + np.float32(end[e])), s, e))
+    return sorted(spans, key=lambda x: -x[0])
+
+
+@st.composite
+def window_batches(draw):
+    n = draw(st.integers(1, 5))
+    width = draw(st.integers(1, 40))
+    tie_prone = draw(st.booleans())
+    start = dyadic_logits(draw, (n, width), tie_prone)
+    end = dyadic_logits(draw, (n, width), tie_prone)
+    # the window's real length may be shorter than the padded width
+    context_start = [draw(st.integers(1, max(1, width))) for _ in range(n)]
+    context_end = [draw(st.integers(cs, max(cs, width))) for cs in context_start]
+    n_best = draw(st.integers(1, 25))
+    max_answer_length = draw(st.integers(1, 50))
+    return start, end, context_start, context_end, n_best, max_answer_length, tie_prone
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 12), st.integers(0, 1000))
+def test_sliding_max_matches_loop(length, width, seed):
+    values = torch.randn(2, length + width - 1, generator=torch.Generator().manual_seed(seed))
+    expected = torch.stack([values[:, i : i + width].max(1).values for i in range(length)], dim=1)
+    assert torch.equal(sliding_max(values, width), expected)
+
+
+@settings(max_examples=250, deadline=None)
+@given(window_batches())
+def test_best_spans_match_brute_force(batch):
+    start, end, context_start, context_end, n_best, max_answer_length, tie_prone = batch
+    scores, starts, ends, nulls = best_spans(
+        start,
+        end,
+        torch.tensor(context_start),
+        torch.tensor(context_end),
+        n_best=n_best,
+        max_answer_length=max_answer_length,
+    )
+    assert scores.shape == starts.shape == ends.shape == (len(start), n_best)
+    for row in range(len(start)):
+        oracle = oracle_spans(
+            start[row].numpy(), end[row].numpy(), context_start[row], context_end[row], max_answer_length
+        )
+        oracle_score = {(s, e): score for score, s, e in oracle}
+        got = [
+            (float(scores[row, j]), int(starts[row, j]), int(ends[row, j]))
+            for j in range(n_best)
+            if torch.isfinite(scores[row, j])
+        ]
+        assert len(got) == min(n_best, len(oracle))
+        assert float(nulls[row]) == float(start[row, 0] + end[row, 0])
+        if not oracle:
+            assert (starts[row] == -1).all() and (ends[row] == -1).all()
+            continue
+        # the best span is exact, ties included
+        assert got[0][0] == oracle[0][0]
+        assert len({(s, e) for _, s, e in got}) == len(got)  # no span twice
+        for score, s, e in got:
+            assert context_start[row] <= s <= e < context_end[row]
+            assert e - s < max_answer_length
+            assert oracle_score[(s, e)] == score
+        assert [g[0] for g in got] == sorted((g[0] for g in got), reverse=True)
+        if not tie_prone:  # continuous logits: the whole n-best list is exact
+            assert [g[0] for g in got] == [o[0] for o in oracle[: len(got)]]
+
+
+@st.composite
+def decode_cases(draw):
+    """Examples over random letter posts, windowed with random layouts, and random logits."""
+    n_examples = draw(st.integers(1, 3))
+    examples = []
+    for i in range(n_examples):
+        words = draw(st.lists(st.text(LETTERS, min_size=1, max_size=4), min_size=1, max_size=14))
+        post = " ".join(words)
+        question = draw(st.text(LETTERS, max_size=5))
+        examples.append(Example(f"p{i}::S", f"p{i}", "S", question, post, ()))
+    max_question_length = draw(st.integers(1, 6))
+    max_length = draw(st.integers(max_question_length + 5, max_question_length + 16))
+    doc_stride = draw(st.integers(0, max_length - max_question_length - 4))
+    features = build_features(
+        examples,
+        TOKENIZER,
+        max_length=max_length,
+        doc_stride=doc_stride,
+        max_question_length=max_question_length,
+    )
+    width = int(features.lengths().max()) + draw(st.integers(0, 3))
+    start = dyadic_logits(draw, (len(features), width), False)
+    end = dyadic_logits(draw, (len(features), width), False)
+    max_answer_length = draw(st.integers(1, 12))
+    return examples, features, start, end, max_answer_length
+
+
+def oracle_example(features, start, end, example_index, max_answer_length):
+    """{(char start, char end): best score} over every window of the example, and the null."""
+    spans, nulls = {}, []
+    for w in features.windows_of(example_index):
+        offsets = features.offsets(w)
+        cs, ce = int(features.context_start[w]), int(features.context_end[w])
+        nulls.append(float(start[w, 0] + end[w, 0]))
+        for score, s, e in oracle_spans(start[w].numpy(), end[w].numpy(), cs, ce, max_answer_length):
+            key = (int(offsets[s, 0]), int(offsets[e, 1]))
+            spans[key] = max(spans.get(key, -np.inf), score)
+    return spans, min(nulls)
+
+
+@settings(max_examples=120, deadline=None)
+@given(decode_cases(), st.floats(-3, 3), st.booleans())
+def test_decode_global_best_wins_across_windows(case, threshold, multi_span):
+    examples, features, start, end, max_answer_length = case
+    predictions = decode_predictions(
+        examples,
+        features,
+        start,
+        end,
+        n_best=5,
+        max_answer_length=max_answer_length,
+        null_threshold=threshold,
+        multi_span=multi_span,
+        snap_to_sentence=False,
+    )
+    for index, ex in enumerate(examples):
+        spans, null = oracle_example(features, start, end, index, max_answer_length)
+        best = max(spans.values())
+        prediction = predictions[ex.example_id]
+        assert prediction.null_score == null
+        assert prediction.best_score == best
+        if null - best > threshold:
+            assert prediction.spans == ()
+            continue
+        top = prediction.spans[0]
+        assert spans[(top.start, top.end)] == top.score == best
+        assert top.text == ex.context[top.start : top.end]
+        for span in prediction.spans:
+            assert null - span.score <= threshold
+            # its best score among the windows that listed it in their n-best
+            assert span.score <= spans[(span.start, span.end)]
+        ordered = sorted((s.start, s.end) for s in prediction.spans)
+        assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:]))  # never overlap
+        assert multi_span or len(prediction.spans) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(decode_cases(), st.integers(-40, 40), st.integers(-40, 40))
+def test_adding_a_constant_to_the_logits_changes_nothing(case, shift_start, shift_end):
+    examples, features, start, end, max_answer_length = case
+    kwargs = dict(
+        n_best=4,
+        max_answer_length=max_answer_length,
+        null_threshold=0.5,
+        multi_span=True,
+        snap_to_sentence=False,
+    )
+    before = decode_predictions(examples, features, start, end, **kwargs)
+    after = decode_predictions(
+        examples, features, start + shift_start / 8, end + shift_end / 8, **kwargs
+    )
+    shift = (shift_start + shift_end) / 8
+    for ex in examples:
+        a, b = before[ex.example_id], after[ex.example_id]
+        assert [(s.start, s.end) for s in a.spans] == [(s.start, s.end) for s in b.spans]
+        assert b.null_score - b.best_score == a.null_score - a.best_score
+        assert b.best_score == a.best_score + shift
+
+
+def test_chunks_of_different_widths_equal_one_padded_tensor():
+    examples = [
+        Example("p::S", "p", "S", "ab", "abc de fg. ab cdef g a b c d e f", ()),
+        Example("q::S", "q", "S", "c", "a b", ()),
+    ]
+    features = build_features(
+        examples, TOKENIZER, max_length=12, doc_stride=2, max_question_length=4
+    )
+    generator = torch.Generator().manual_seed(3)
+    lengths = features.lengths().tolist()
+    starts = [torch.randn(1, n, generator=generator) for n in lengths]
+    ends = [torch.randn(1, n, generator=generator) for n in lengths]
+    kwargs = dict(
+        n_best=3, max_answer_length=4, null_threshold=9.0, multi_span=True, snap_to_sentence=False
+    )
+    chunked = decode_predictions(examples, features, starts, ends, **kwargs)
+    padded = decode_predictions(examples, features, pad_logits(starts), pad_logits(ends), **kwargs)
+    assert chunked == padded
+    assert pad_logits(starts).shape == (len(features), max(lengths))
+
+
+def test_snap_to_sentence_widens_and_merges():
+    post = "ab cd. ef ga. bc de."
+    sentences = {"p": [(0, 6), (7, 13), (14, 20)]}
+    example = Example("p::S", "p", "S", "a", post, ())
+    features = build_features([example], TOKENIZER, max_length=40, doc_stride=4, max_question_length=4)
+    cs = int(features.context_start[0])
+    offsets = features.offsets(0)
+    token_of = {int(offsets[t, 0]): t for t in range(cs, int(features.context_end[0]))}
+    start = torch.full((1, len(features.input_ids[0])), -9.0)
+    end = torch.full_like(start, -9.0)
+    start[0, token_of[3]], end[0, token_of[4]] = 5.0, 5.0  # "cd" in sentence 0
+    start[0, token_of[10]], end[0, token_of[10] + 1] = 4.0, 4.0  # "ga" in sentence 1
+    start[0, 0], end[0, 0] = 0.0, 0.0
+    kwargs = dict(n_best=10, max_answer_length=10, null_threshold=0.0, sentences=sentences)
+    raw = decode_predictions([example], features, start, end, multi_span=True, snap_to_sentence=False, **kwargs)
+    snapped = decode_predictions([example], features, start, end, multi_span=True, snap_to_sentence=True, **kwargs)
+    assert [(s.start, s.end) for s in raw["p::S"].spans] == [(3, 5), (10, 12)]
+    assert [(s.start, s.end, s.text) for s in snapped["p::S"].spans] == [
+        (0, 6, "ab cd."),
+        (7, 13, "ef ga."),
+    ]
+    # a span crossing a sentence boundary takes both sentences, merged with its neighbours
+    start[0, token_of[3]], end[0, token_of[10] + 1] = 9.0, 9.0  # "cd. ef ga"
+    snapped = decode_predictions([example], features, start, end, multi_span=True, snap_to_sentence=True, **kwargs)
+    assert [(s.start, s.end) for s in snapped["p::S"].spans] == [(0, 13)]
+    assert snapped["p::S"].spans[0].score == 18.0
+
+
+def test_window_without_post_tokens_predicts_no_evidence():
+    example = Example("p::S", "p", "S", "ab", "   ", ())
+    features = build_features([example], TOKENIZER, max_length=10, doc_stride=1, max_question_length=4)
+    assert features.context_start[0] == features.context_end[0]
+    logits = torch.zeros(1, len(features.input_ids[0]))
+    prediction = decode_predictions(
+        [example], features, logits, logits, n_best=3, max_answer_length=5,
+        null_threshold=100.0, multi_span=False, snap_to_sentence=False,
+    )["p::S"]
+    assert prediction == Prediction(spans=(), null_score=0.0, best_score=float("-inf"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(decode_cases(), st.booleans(), st.booleans(), st.sampled_from(["f1", "sentence_f1", "exact"]))
+def test_chosen_null_threshold_maximises_the_metric(case, multi_span, snap, metric):
+    examples, features, start, end, max_answer_length = case
+    # give half of the examples a gold span (their first word) and sentences of two words
+    examples = [
+        Example(ex.example_id, ex.post_id, ex.symptom, ex.question, ex.context,
+                (Span(0, len(ex.context.split()[0]), ex.context.split()[0]),) if i % 2 == 0 else ())
+        for i, ex in enumerate(examples)
+    ]
+    sentences = {}
+    for ex in examples:
+        bounds, position = [], 0
+        for word in ex.context.split(" "):
+            bounds.append((position, position + len(word)))
+            position += len(word) + 1
+        sentences[ex.post_id] = [(a[0], b[1]) for a, b in zip(bounds[::2], bounds[1::2] + bounds[-1:])]
+    kwargs = dict(n_best=4, max_answer_length=max_answer_length, multi_span=multi_span,
+                  snap_to_sentence=snap, sentences=sentences)
+
+    def value(threshold):
+        predictions = decode_predictions(examples, features, start, end, null_threshold=threshold, **kwargs)
+        return compute_metrics(examples, predictions, sentences)[metric]
+
+    chosen = choose_null_threshold(examples, features, start, end, metric=metric, **kwargs)
+    candidates = span_candidates(examples, features, start, end, n_best=4, max_answer_length=max_answer_length)
+    gaps = sorted({c.null_score - score for c in candidates for score in c.scores.tolist()})
+    brute = max([value(g) for g in gaps] + [value(gaps[0] - 1.0)]) if gaps else value(0.0)
+    assert value(chosen) == pytest.approx(brute)
