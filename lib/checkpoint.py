@@ -27,28 +27,49 @@ from lib.model import ACTIVATIONS, BertConfig, BertForQuestionAnswering, BertMod
 
 log = logging.getLogger(__name__)
 
-# (our parameter name inside BertModel, the Hugging Face BertModel tensors it is made of).
-# `{i}` is the layer index. Several tensors are concatenated along dim 0 (the fused QKV).
-LAYER = "encoder.layer.{i}."
+
+def same(name: str) -> tuple[str, tuple[str, ...]]:
+    return name, (name,)
+
+
+def fused(name: str, parts: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    return name, parts
+
+
+# (our parameter name inside BertModel, the Hugging Face BertModel tensors it is made of);
+# `{i}` is the layer index; several tensors are concatenated along dim 0, in this order.
 NAME_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("embeddings.word_embeddings.weight", ("embeddings.word_embeddings.weight",)),
-    ("embeddings.position_embeddings.weight", ("embeddings.position_embeddings.weight",)),
-    ("embeddings.token_type_embeddings.weight", ("embeddings.token_type_embeddings.weight",)),
-    ("embeddings.LayerNorm.weight", ("embeddings.LayerNorm.weight",)),
-    ("embeddings.LayerNorm.bias", ("embeddings.LayerNorm.bias",)),
-    *(
+    same("embeddings.word_embeddings.weight"),
+    same("embeddings.position_embeddings.weight"),
+    same("embeddings.token_type_embeddings.weight"),
+    same("embeddings.LayerNorm.weight"),
+    same("embeddings.LayerNorm.bias"),
+    fused(
+        "encoder.layer.{i}.attention.self.qkv.weight",
         (
-            f"{LAYER}attention.self.qkv.{kind}",
-            tuple(f"{LAYER}attention.self.{part}.{kind}" for part in ("query", "key", "value")),
-        )
-        for kind in ("weight", "bias")
+            "encoder.layer.{i}.attention.self.query.weight",
+            "encoder.layer.{i}.attention.self.key.weight",
+            "encoder.layer.{i}.attention.self.value.weight",
+        ),
     ),
-    *(
-        (f"{LAYER}{name}", (f"{LAYER}{name}",))
-        for module in ("attention.output.dense", "attention.output.LayerNorm")
-        + ("intermediate.dense", "output.dense", "output.LayerNorm")
-        for name in (f"{module}.weight", f"{module}.bias")
+    fused(
+        "encoder.layer.{i}.attention.self.qkv.bias",
+        (
+            "encoder.layer.{i}.attention.self.query.bias",
+            "encoder.layer.{i}.attention.self.key.bias",
+            "encoder.layer.{i}.attention.self.value.bias",
+        ),
     ),
+    same("encoder.layer.{i}.attention.output.dense.weight"),
+    same("encoder.layer.{i}.attention.output.dense.bias"),
+    same("encoder.layer.{i}.attention.output.LayerNorm.weight"),
+    same("encoder.layer.{i}.attention.output.LayerNorm.bias"),
+    same("encoder.layer.{i}.intermediate.dense.weight"),
+    same("encoder.layer.{i}.intermediate.dense.bias"),
+    same("encoder.layer.{i}.output.dense.weight"),
+    same("encoder.layer.{i}.output.dense.bias"),
+    same("encoder.layer.{i}.output.LayerNorm.weight"),
+    same("encoder.layer.{i}.output.LayerNorm.bias"),
 )
 QA_HEAD_NAMES = ("qa_outputs.weight", "qa_outputs.bias")
 # The only file tensors that may go unused: the pooler and pre-training heads we do not build,
@@ -123,7 +144,9 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
         detail = " ".join(str(err).split())
-        raise UserError(f"{path}: unreadable safetensors file, truncated or corrupt ({detail})")
+        raise UserError(
+            f"{path}: unreadable safetensors file, truncated or corrupt ({detail})"
+        ) from None
 
 
 def convert_to_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -176,23 +199,32 @@ def canonical_name(name: str) -> str:
     return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
 
 
-def canonical_tensors(tensors: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+def canonical_tensors(
+    tensors: dict[str, torch.Tensor], source: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors under canonical names, and canonical -> the name in the file (for messages)."""
     renamed: dict[str, torch.Tensor] = {}
+    in_file: dict[str, str] = {}
     for name, tensor in tensors.items():
         key = canonical_name(name)
         if key in renamed:
-            raise UserError(f"{source}: tensor {key!r} appears twice (with and without bert.)")
-        renamed[key] = tensor
-    return renamed
+            raise UserError(f"{source}: tensors {in_file[key]!r} and {name!r} are the same tensor")
+        renamed[key], in_file[key] = tensor, name
+    return renamed, in_file
+
+
+def listed(names: list[str], limit: int = 8) -> str:
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def checked_tensor(
-    tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], source: Path
+    tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], source: Path, label: str
 ) -> torch.Tensor:
     tensor = tensors[name]
     if tuple(tensor.shape) != shape:
         raise UserError(
-            f"{source}: tensor {name!r} has shape {tuple(tensor.shape)}, the model needs {shape}"
+            f"{source}: tensor {label!r} has shape {tuple(tensor.shape)}, the model needs {shape}"
         )
     return tensor
 
@@ -212,7 +244,7 @@ def load_weights(
     Returns whether the QA head came from the file.
     """
     bert = model.bert if isinstance(model, BertForQuestionAnswering) else model
-    tensors = canonical_tensors(tensors, source)
+    tensors, in_file = canonical_tensors(tensors, source)
     params = dict(bert.named_parameters())
     used: set[str] = set()
     missing: list[str] = []
@@ -223,7 +255,9 @@ def load_weights(
             continue
         param = params.pop(ours)
         part_shape = (param.shape[0] // len(theirs), *param.shape[1:])
-        parts = [checked_tensor(tensors, name, part_shape, source) for name in theirs]
+        parts = [
+            checked_tensor(tensors, name, part_shape, source, in_file[name]) for name in theirs
+        ]
         param.copy_(torch.cat(parts) if len(parts) > 1 else parts[0])
         used.update(theirs)
     assert not params or missing, f"name table misses parameters {sorted(params)}"
@@ -235,15 +269,21 @@ def load_weights(
         missing.extend(name for name in QA_HEAD_NAMES if name not in tensors)
         if not missing:
             for name, param in model.qa_outputs.named_parameters():
-                param.copy_(checked_tensor(tensors, f"qa_outputs.{name}", tuple(param.shape), source))
+                key = f"qa_outputs.{name}"
+                param.copy_(checked_tensor(tensors, key, tuple(param.shape), source, in_file[key]))
             used.update(QA_HEAD_NAMES)
 
     if missing:
-        listed = ", ".join(missing[:8]) + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else "")
-        raise UserError(f"{source}: missing {len(missing)} tensor(s) the model needs: {listed}")
-    unexpected = sorted(name for name in tensors if name not in used and not IGNORED.search(name))
+        raise UserError(
+            f"{source}: missing {len(missing)} tensor(s) the model needs: {listed(missing)}"
+        )
+    unexpected = [in_file[name] for name in tensors if name not in used]
+    unexpected = sorted(name for name in unexpected if not IGNORED.search(canonical_name(name)))
     if unexpected:
-        raise UserError(f"{source}: unexpected tensor(s) not used by a BERT QA model: " + ", ".join(unexpected))
+        raise UserError(
+            f"{source}: {len(unexpected)} unexpected tensor(s), not part of a BERT QA model: "
+            f"{listed(unexpected)}"
+        )
     return head != "ignore" and bool(head_in_file)
 
 

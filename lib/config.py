@@ -115,6 +115,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     grad_accum: int = 1
     max_grad_norm: float = 1.0
+    no_answer_fraction: float = 1.0
     mixed_precision: str = "auto"
     compile: bool = False
     seed: int = 42
@@ -410,6 +411,10 @@ def validate(cfg: Config) -> None:
     for key in ("max_steps", "eval_every", "checkpoint_every", "patience", "threads"):
         _require(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
     _require(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    _require(
+        0.0 < t.no_answer_fraction <= 1.0,
+        f"train.no_answer_fraction must be in (0, 1], got {t.no_answer_fraction}",
+    )
     _require(0.0 <= t.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)")
     _require(t.weight_decay >= 0, "train.weight_decay must be >= 0")
     _require(t.max_grad_norm >= 0, "train.max_grad_norm must be >= 0 (0 = no clipping)")

@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 
 from lib.config import Config, load_config
 from lib.corpus import Example, Post, load_posts
@@ -33,9 +32,11 @@ from lib.examples import build_examples
 from lib.features import build_features
 from lib.inference import eval_loader, evaluate_examples, predict_logits
 from lib.metrics import covered_sentences
-from lib.pretrained import check_tokenizer_matches, load_qa_model, load_tokenizer
+from lib.optimization import new_accelerator, resolve_mixed_precision
+from lib.pretrained import load_qa_model, load_tokenizer
 from lib.run_dir import write_json_atomic, write_text_atomic
 from lib.sentences import split_sentences
+from lib.tokenizer import check_tokenizer_fits
 
 RUN_FILES = ("config.toml", "config.json", "model.safetensors", "tokenizer.json")
 
@@ -145,7 +146,7 @@ def evaluate_run(
     chosen = select_data(cfg, split=split, data=data, predict=predict, symptoms=symptoms)
     tokenizer = load_tokenizer(run_dir)
     model = load_qa_model(run_dir, require_head=True)
-    check_tokenizer_matches(tokenizer, model.config.vocab_size, run_dir)
+    check_tokenizer_fits(tokenizer, vocab_size=model.config.vocab_size, source=str(run_dir))
     out = Path(out) if out is not None else run_dir / f"eval-{chosen.name}"
 
     features = build_features(
@@ -162,10 +163,8 @@ def evaluate_run(
         pad_to_multiple_of=cfg.features.pad_to_multiple_of,
     )
     # The precision the run was evaluated with during training, unless asked otherwise.
-    from lib.optimization import resolve_mixed_precision
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    accelerator = Accelerator(
+    accelerator = new_accelerator(
         mixed_precision=resolve_mixed_precision(precision or cfg.train.mixed_precision, device)
     )
     model, loader = accelerator.prepare(model, loader)

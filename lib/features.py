@@ -66,7 +66,9 @@ class Features:
 
     def windows_of(self, example_index: int) -> range:
         """The window indices of one example."""
-        return range(int(self.example_windows[example_index]), int(self.example_windows[example_index + 1]))
+        return range(
+            int(self.example_windows[example_index]), int(self.example_windows[example_index + 1])
+        )
 
     def token_type_ids(self, window: int) -> np.ndarray:
         """(T_w,) int32: 0 for [CLS] q [SEP], 1 for the post and the final [SEP] (BERT pairs)."""
@@ -159,7 +161,9 @@ def build_features(
     question_encodings = tokenizer.encode_batch(list(question_row), add_special_tokens=False)
 
     post_ids = [np.asarray(enc.ids, dtype=np.int32) for enc in post_encodings]
-    post_offsets = [np.asarray(enc.offsets, dtype=np.int32).reshape(-1, 2) for enc in post_encodings]
+    post_offsets = [
+        np.asarray(enc.offsets, dtype=np.int32).reshape(-1, 2) for enc in post_encodings
+    ]
     post_base = np.cumsum([0] + [len(ids) for ids in post_ids])  # (n_posts + 1,)
     token_offsets = (
         np.concatenate(post_offsets) if post_offsets else np.zeros((0, 2), dtype=np.int32)

@@ -9,14 +9,15 @@ split into HasAns (the example has evidence) / NoAns. Here every gold span's tex
 answer, and the prediction text is the highest-scoring predicted span ("" for no evidence).
 
 Sentence-level evidence (0-1 scale) is the clinically meaningful number: micro-averaged over
-post x symptom x sentence. A character span *counts for* a sentence when it covers at least half
-of that sentence's characters (2 * overlap >= sentence length); the same rule maps gold and
-predicted spans to sentences. Zero denominators: a ratio whose denominator is 0 is 1.0 when
-nothing was predicted and nothing was gold, else 0.0 (so precision with no predictions but some
-gold is 0, and a symptom with no gold and no predictions scores 1.0 everywhere).
+post x symptom x sentence. Spans *count for* a sentence when together (their union) they cover
+at least half of that sentence's characters (2 * overlap >= sentence length); the same rule maps
+gold and predicted spans to sentences. Zero denominators: a ratio whose denominator is 0 is 1.0
+when nothing was predicted and nothing was gold, else 0.0 (so precision with no predictions but
+some gold is 0, and a symptom with no gold and no predictions scores 1.0 everywhere). An empty
+HasAns/NoAns group reports exact = f1 = 0.0 with total 0 (the official script omits the keys).
 
-Every metric is a function of summed per-example rows (`score_example`), which lets
-lib/decoding.py sweep null thresholds cheaply (`MetricAggregator`).
+Every metric is a function of summed per-example rows (`score_example`), so `best_threshold`
+can sweep null thresholds exactly with one cheap re-aggregation (`MetricAggregator`) per step.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ SCORE_COLUMNS = ("exact", "f1", "true_positive", "predicted", "gold")  # one sco
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+class _NoEvidence:
+    """A prediction with no spans, for scoring the everything-null state."""
+
+    spans = ()
 
 
 def is_valid_metric(name: str, symptoms: Iterable[str]) -> bool:
@@ -91,13 +98,22 @@ def gold_answers(example: Example) -> list[str]:
 def covered_sentences(
     spans: Iterable[tuple[int, int]], sentences: Sequence[tuple[int, int]]
 ) -> set[int]:
-    """Indices of the (non-empty) sentences that some span covers at least half of."""
+    """Indices of the (non-empty) sentences whose characters the spans cover at least half of.
+
+    Coverage is of the union of the spans, so overlapping gold spans are not counted twice and
+    two adjacent predicted pieces of one sentence count together.
+    """
+    union: list[list[int]] = []
+    for start, end in sorted(spans):
+        if union and start <= union[-1][1]:
+            union[-1][1] = max(union[-1][1], end)
+        elif end > start:
+            union.append([start, end])
     covered = set()
-    for start, end in spans:
-        for index, (s_start, s_end) in enumerate(sentences):
-            overlap = min(end, s_end) - max(start, s_start)
-            if s_end > s_start and 2 * overlap >= s_end - s_start:
-                covered.add(index)
+    for index, (s_start, s_end) in enumerate(sentences):
+        overlap = sum(max(0, min(end, s_end) - max(start, s_start)) for start, end in union)
+        if s_end > s_start and 2 * overlap >= s_end - s_start:
+            covered.add(index)
     return covered
 
 
@@ -186,3 +202,41 @@ def compute_metrics(
     rows = [score_example(ex, predictions[ex.example_id], sentences[ex.post_id]) for ex in examples]
     table = np.stack(rows) if rows else np.zeros((0, len(SCORE_COLUMNS)))
     return MetricAggregator(examples)(table)
+
+
+def best_threshold(
+    examples: Sequence[Example],
+    changes: Sequence[Sequence[tuple[float, object]]],
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+    *,
+    metric: str,
+) -> float:
+    """The threshold t that maximises `metric` when example i predicts nothing below its first
+    change and, from each (t_j, prediction_j) of `changes[i]` (ascending t_j) on, prediction_j.
+
+    One pass over the sorted changes: each replaces one example's score row and the metric is
+    re-aggregated. Ties go to the smallest threshold; if predicting nothing everywhere is best,
+    the smallest change - 1 is returned (0.0 when there are no changes at all).
+    """
+    aggregate = MetricAggregator(examples)
+    empty = _NoEvidence()
+    rows = np.stack([score_example(ex, empty, sentences[ex.post_id]) for ex in examples])
+    events = sorted(
+        (
+            (threshold, index, prediction)
+            for index, example_changes in enumerate(changes)
+            for threshold, prediction in example_changes
+        ),
+        key=lambda event: (event[0], event[1]),
+    )
+    if not events:
+        return 0.0
+    best_value, best = aggregate(rows)[metric], events[0][0] - 1.0
+    for i, (threshold, index, prediction) in enumerate(events):
+        rows[index] = score_example(examples[index], prediction, sentences[examples[index].post_id])
+        if i + 1 < len(events) and events[i + 1][0] == threshold:
+            continue  # apply every change at this threshold before scoring it
+        value = aggregate(rows)[metric]
+        if value > best_value:
+            best_value, best = value, threshold
+    return best

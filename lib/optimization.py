@@ -8,6 +8,8 @@ one group. The schedule is linear warm-up to the peak rate, then linear decay to
 from __future__ import annotations
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -46,3 +48,13 @@ def resolve_mixed_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
+
+
+def new_accelerator(**kwargs) -> Accelerator:
+    """An Accelerator for one run. Accelerate keeps its settings in process-wide singletons and
+    refuses a second Accelerator with another mixed precision, but one process may run several
+    trainings (tune.py, tests) or a training then an evaluation: each starts from fresh
+    AcceleratorState/GradientState. The process group (PartialState) is kept."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(**kwargs)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from lib import checkpoint, tokenizer as tokenizer_files
+from lib import checkpoint
+from lib import tokenizer as tokenizer_files
 from lib.errors import UserError
 from lib.model import BertForQuestionAnswering, BertModel
 
@@ -26,8 +27,13 @@ log = logging.getLogger(__name__)
 MINILM_ALIAS = "minilm-l6"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 # Only what we read. Not "*.safetensors": sharded or ONNX copies would be downloaded for nothing.
-HUB_FILES = ["config.json", "model.safetensors", "vocab.txt", "tokenizer.json"]
-HUB_FILES += ["tokenizer_config.json"]
+HUB_FILES = [
+    "config.json",
+    "model.safetensors",
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+]
 SUGGESTION = "use model.name=minilm-l6 (bundled, no network) or a local model folder"
 
 
@@ -50,7 +56,11 @@ def hub_offline() -> bool:
 def hub_snapshot(repo_id: str) -> Path:
     """The Hub repo's files we need, from huggingface_hub's cache or downloaded into it."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     offline = hub_offline()
 
@@ -59,13 +69,18 @@ def hub_snapshot(repo_id: str) -> Path:
             return Path(
                 snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline)
             )
+        except RepositoryNotFoundError:
+            problem = "the Hub has no such public repository (private or gated: hf auth login)"
+        except LocalEntryNotFoundError:
+            problem = "not in the local Hub cache and " + (
+                "HF_HUB_OFFLINE=1" if offline else "the Hub is unreachable"
+            )
         except (OSError, ValueError, EntryNotFoundError) as err:
-            reason = " ".join(str(err).split())[:200] or type(err).__name__
-            where = "offline (HF_HUB_OFFLINE=1) and not in the local cache" if offline else reason
-            raise UserError(
-                f"model {repo_id!r} is not a local folder or a known alias ({MINILM_ALIAS}), and "
-                f"the Hugging Face Hub copy is unavailable: {where}; {SUGGESTION}"
-            ) from None
+            problem = " ".join(str(err).split())[:200] or type(err).__name__
+        raise UserError(
+            f"model {repo_id!r} is not a local folder or a known alias ({MINILM_ALIAS}), and "
+            f"cannot be fetched from the Hugging Face Hub: {problem}; {SUGGESTION}"
+        )
 
     folder = download(HUB_FILES)
     if not (folder / "model.safetensors").is_file():

@@ -20,7 +20,8 @@ from lib.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]")
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]")  # what features.py needs
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def read_json_object(path: Path) -> dict:
@@ -78,12 +79,26 @@ def wordpiece_from_vocab(folder: Path) -> Tokenizer:
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
+    # registered as special (as Hugging Face's converter does) so decode() can skip them
+    tokenizer.add_special_tokens(
+        [token for token in BERT_SPECIAL_TOKENS if tokenizer.token_to_id(token) is not None]
+    )
     log.info("built a WordPiece tokenizer from %s (lowercase=%s)", vocab_path, lowercase)
     return tokenizer
 
 
+def text_is_literal(tokenizer: Tokenizer) -> Tokenizer:
+    """Make "[SEP]" typed in a post be text ("[", "sep", "]"), never a real separator.
+
+    A tokenizer.json matches its special tokens in raw text; for user posts that would let
+    text forge structure. The flag is runtime-only (lost by to_str/pickle): reapply on copies.
+    """
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
 def load_tokenizer(folder: Path) -> Tokenizer:
-    """The folder's tokenizer, with no padding and no truncation of its own."""
+    """The folder's tokenizer: no padding or truncation of its own, special tokens in text literal."""
     json_path = folder / "tokenizer.json"
     if json_path.is_file():
         try:
@@ -93,9 +108,9 @@ def load_tokenizer(folder: Path) -> Tokenizer:
             raise UserError(f"{json_path}: unreadable tokenizer ({detail})") from None
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        return tokenizer
+        return text_is_literal(tokenizer)
     if (folder / "vocab.txt").is_file():
-        return wordpiece_from_vocab(folder)
+        return text_is_literal(wordpiece_from_vocab(folder))
     raise UserError(f"{folder}: no tokenizer.json or vocab.txt")
 
 

@@ -8,19 +8,23 @@ resumes from its last checkpoint and ends where the uninterrupted run would have
 
 Batches are drawn as *effective* batches (batch_size × grad_accum windows, length-grouped) and cut
 into micro-batches, so the windows of each optimizer step do not depend on how it is accumulated.
+Windows without evidence can be subsampled per epoch (`train.no_answer_fraction`): with every post
+asked about every symptom they are ~90% of the data and carry little signal each.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
@@ -32,7 +36,12 @@ from lib.errors import RunError, UserError
 from lib.features import build_features
 from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
 from lib.loss import span_marginal_loss
-from lib.optimization import linear_warmup_decay, parameter_groups, resolve_mixed_precision
+from lib.optimization import (
+    linear_warmup_decay,
+    new_accelerator,
+    parameter_groups,
+    resolve_mixed_precision,
+)
 from lib.pretrained import load_qa_model, load_tokenizer, save_qa_model
 from lib.run_dir import (
     TrainerState,
@@ -55,22 +64,66 @@ class TrainingError(RunError):
     """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
 
 
-class MicroBatches(Sampler[list[int]]):
-    """Cuts each effective batch of `batches` into micro-batches of at most `size` windows."""
+class TrainingBatches(Sampler[list[int]]):
+    """The micro-batches of one epoch, deterministic given (seed, epoch).
 
-    def __init__(self, batches: LengthGroupedBatchSampler, size: int):
-        self.batches, self.size = batches, size
+    Every window that holds a gold span is used each epoch, plus a fresh seeded sample of
+    `no_answer_fraction` of the windows that hold none (most windows, once every post is asked
+    about every symptom; 1.0 = all of them). The chosen windows are length-grouped into effective
+    batches of batch_size × grad_accum, each cut into micro-batches of batch_size.
+    """
+
+    def __init__(
+        self, features, *, batch_size: int, grad_accum: int, no_answer_fraction: float, seed: int
+    ):
+        self.lengths = features.lengths()
+        no_answer = np.array([g.shape[0] == 1 and not g.any() for g in features.gold_positions])
+        self.answer = np.flatnonzero(~no_answer)
+        self.no_answer = np.flatnonzero(no_answer)
+        self.n_no_answer = round(no_answer_fraction * len(self.no_answer))
+        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
+        self.epoch = epoch
+
+    def windows(self) -> np.ndarray:
+        if self.n_no_answer == len(self.no_answer):
+            return np.arange(len(self.lengths))
+        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        pick = torch.randperm(len(self.no_answer), generator=generator)[: self.n_no_answer]
+        return np.sort(np.concatenate([self.answer, self.no_answer[pick.numpy()]]))
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches:
-            for i in range(0, len(batch), self.size):
-                yield batch[i : i + self.size]
+        windows = self.windows()
+        effective = LengthGroupedBatchSampler(
+            self.lengths[windows], self.batch_size * self.grad_accum, shuffle=True, seed=self.seed
+        )
+        effective.set_epoch(self.epoch)
+        for batch in effective:
+            for i in range(0, len(batch), self.batch_size):
+                yield windows[batch[i : i + self.batch_size]].tolist()
 
     def __len__(self) -> int:
-        return sum(math.ceil(len(b) / self.size) for b in self.batches)
+        n, effective = len(self.answer) + self.n_no_answer, self.batch_size * self.grad_accum
+        full, rest = divmod(n, effective)
+        return full * math.ceil(effective / self.batch_size) + math.ceil(rest / self.batch_size)
+
+
+class RunningMean:
+    """Mean of the micro-batch losses since the last reset, summed on device (no sync per step)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, value: torch.Tensor) -> None:
+        self.total, self.count = self.total + value.float(), self.count + 1
+
+    def mean(self) -> float | None:
+        return float(self.total) / self.count if self.count else None
 
 
 def _dropout(value: float | str) -> float | None:
@@ -133,10 +186,13 @@ def train(
     collate = partial(
         collate_windows, pad_id=pad_id, pad_to_multiple_of=cfg.features.pad_to_multiple_of
     )
-    batches = LengthGroupedBatchSampler(
-        splits["train"].lengths(), t.batch_size * t.grad_accum, shuffle=True, seed=t.seed
+    micro = TrainingBatches(
+        splits["train"],
+        batch_size=t.batch_size,
+        grad_accum=t.grad_accum,
+        no_answer_fraction=t.no_answer_fraction,
+        seed=t.seed,
     )
-    micro = MicroBatches(batches, t.batch_size)
     train_loader = DataLoader(
         WindowDataset(splits["train"], with_labels=True),
         batch_sampler=micro,
@@ -183,7 +239,7 @@ def train(
     log.info("windows: %s", {k: len(v) for k, v in splits.items()})
 
     precision = resolve_mixed_precision(t.mixed_precision, state.device)
-    accelerator = Accelerator(
+    accelerator = new_accelerator(
         mixed_precision=precision,
         gradient_accumulation_steps=t.grad_accum,
         log_with=t.log_with or None,
@@ -237,8 +293,14 @@ def train(
         value = result.metrics[t.metric]
         improved = trainer.best_metric is None or value > trainer.best_metric
         trainer.history.append(
-            {"step": trainer.global_step, "epoch": trainer.epoch, t.metric: value}
+            {
+                "step": trainer.global_step,
+                "epoch": trainer.epoch,
+                "train_loss": loss_since_eval.mean(),
+                t.metric: value,
+            }
         )
+        loss_since_eval.reset()
         log.info(
             "step %d: val %s=%.4f%s",
             trainer.global_step,
@@ -285,9 +347,11 @@ def train(
         desc="train",
         disable=not accelerator.is_main_process,
         dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # log files get a line per 30 s
     )
     model.train()
     started, seen = time.perf_counter(), 0
+    loss_since_eval = RunningMean()
     done = trainer.stopped_early or trainer.global_step >= total_steps
     while not done and trainer.epoch < t.epochs:
         train_loader.set_epoch(trainer.epoch)  # the batch order of epoch e is fixed by (seed, e)
@@ -318,23 +382,25 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             trainer.batches_in_epoch += 1
+            loss_since_eval.add(loss.detach())
             seen += batch["input_ids"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             trainer.global_step += 1
             lr = scheduler.get_last_lr()[0]
-            progress.update(1)
             progress.set_postfix(
                 loss=f"{loss.item():.3f}",
                 lr=f"{lr:.2e}",
                 ex_s=f"{seen / (time.perf_counter() - started):.1f}",
+                refresh=False,  # update() redraws, at most every mininterval
             )
+            progress.update(1)
             accelerator.log({"train/loss": loss.item(), "train/lr": lr}, step=trainer.global_step)
             if t.eval_every and trainer.global_step % t.eval_every == 0:
                 validate()
             if t.checkpoint_every and trainer.global_step % t.checkpoint_every == 0:
                 checkpoint()
-            if trainer.stopped_early or trainer.global_step >= total_steps:
+            if trainer.stopped_early or (t.max_steps and trainer.global_step >= t.max_steps):
                 done = True
                 break
         else:  # the epoch ran to its end

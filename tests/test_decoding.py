@@ -13,14 +13,15 @@ from lib.corpus import Example, Span
 from lib.decoding import (
     Prediction,
     best_spans,
-    choose_null_threshold,
     decode_predictions,
+    packed_top,
     pad_logits,
-    sliding_max,
     span_candidates,
+    window_max,
 )
 from lib.features import build_features
 from lib.metrics import compute_metrics
+from lib.null_threshold import choose_null_threshold
 
 LETTERS = "abcdefg"
 
@@ -50,6 +51,13 @@ def dyadic_logits(draw, shape, tie_prone: bool) -> torch.Tensor:
     return (torch.randint(-(2**20), 2**20, shape, generator=generator) / 2**14).float()
 
 
+def model_like_logits(seed, shape, bf16: bool) -> torch.Tensor:
+    """Normal logits (float32 sums round), or rounded to bfloat16 as mixed precision gives them
+    (8 significant bits: many ties near the n-th best)."""
+    logits = 3 * torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return logits.bfloat16().float() if bf16 else logits
+
+
 def oracle_spans(start, end, context_start, context_end, max_answer_length):
     """Every valid (score, s, e) of one row by double loop, best first (float32 sums)."""
     spans = []
@@ -63,29 +71,36 @@ def oracle_spans(start, end, context_start, context_end, max_answer_length):
 def window_batches(draw):
     n = draw(st.integers(1, 5))
     width = draw(st.integers(1, 40))
-    tie_prone = draw(st.booleans())
-    start = dyadic_logits(draw, (n, width), tie_prone)
-    end = dyadic_logits(draw, (n, width), tie_prone)
+    kind = draw(st.sampled_from(["dyadic", "ties", "normal", "bf16"]))
+    if kind in ("dyadic", "ties"):
+        start = dyadic_logits(draw, (n, width), kind == "ties")
+        end = dyadic_logits(draw, (n, width), kind == "ties")
+    else:
+        seed = draw(st.integers(0, 2**31 - 1))
+        start, end = model_like_logits(seed, (2, n, width), kind == "bf16")
     # the window's real length may be shorter than the padded width
     context_start = [draw(st.integers(1, max(1, width))) for _ in range(n)]
     context_end = [draw(st.integers(cs, max(cs, width))) for cs in context_start]
     n_best = draw(st.integers(1, 25))
     max_answer_length = draw(st.integers(1, 50))
-    return start, end, context_start, context_end, n_best, max_answer_length, tie_prone
+    return start, end, context_start, context_end, n_best, max_answer_length
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 30), st.integers(1, 12), st.integers(0, 1000))
-def test_sliding_max_matches_loop(length, width, seed):
-    values = torch.randn(2, length + width - 1, generator=torch.Generator().manual_seed(seed))
-    expected = torch.stack([values[:, i : i + width].max(1).values for i in range(length)], dim=1)
-    assert torch.equal(sliding_max(values, width), expected)
+@given(st.integers(1, 40), st.integers(1, 45), st.booleans(), st.integers(0, 1000))
+def test_window_max_matches_loop(length, band, leftward, seed):
+    values = np.random.default_rng(seed).standard_normal(length).astype(np.float32)
+    if leftward:
+        expected = [values[max(0, i - band + 1) : i + 1].max() for i in range(length)]
+    else:
+        expected = [values[i : i + band].max() for i in range(length)]
+    assert np.array_equal(window_max(values, band, leftward=leftward), expected)
 
 
 @settings(max_examples=250, deadline=None)
 @given(window_batches())
 def test_best_spans_match_brute_force(batch):
-    start, end, context_start, context_end, n_best, max_answer_length, tie_prone = batch
+    start, end, context_start, context_end, n_best, max_answer_length = batch
     scores, starts, ends, nulls = best_spans(
         start,
         end,
@@ -97,7 +112,11 @@ def test_best_spans_match_brute_force(batch):
     assert scores.shape == starts.shape == ends.shape == (len(start), n_best)
     for row in range(len(start)):
         oracle = oracle_spans(
-            start[row].numpy(), end[row].numpy(), context_start[row], context_end[row], max_answer_length
+            start[row].numpy(),
+            end[row].numpy(),
+            context_start[row],
+            context_end[row],
+            max_answer_length,
         )
         oracle_score = {(s, e): score for score, s, e in oracle}
         got = [
@@ -110,16 +129,81 @@ def test_best_spans_match_brute_force(batch):
         if not oracle:
             assert (starts[row] == -1).all() and (ends[row] == -1).all()
             continue
-        # the best span is exact, ties included
-        assert got[0][0] == oracle[0][0]
         assert len({(s, e) for _, s, e in got}) == len(got)  # no span twice
         for score, s, e in got:
             assert context_start[row] <= s <= e < context_end[row]
             assert e - s < max_answer_length
             assert oracle_score[(s, e)] == score
-        assert [g[0] for g in got] == sorted((g[0] for g in got), reverse=True)
-        if not tie_prone:  # continuous logits: the whole n-best list is exact
-            assert [g[0] for g in got] == [o[0] for o in oracle[: len(got)]]
+        # the whole n-best list is exact, ties included (which of equal spans is listed is free)
+        assert [g[0] for g in got] == [o[0] for o in oracle[: len(got)]]
+
+
+def oracle_top_scores(start, end, context_start, context_end, max_answer_length, n_best):
+    """(N, n_best) best span scores per row by scoring every (s, e) at once (-inf: none)."""
+    s, e = np.ogrid[: start.shape[1], : start.shape[1]]
+    scores = start[:, :, None] + end[:, None, :]  # (N, T, T) float32 sums
+    cs, ce = context_start[:, None, None], context_end[:, None, None]
+    valid = (cs <= s) & (s <= e) & (e < ce) & (e - s < max_answer_length)
+    flat = np.where(valid, scores, -np.inf).reshape(len(start), -1)
+    return -np.sort(-flat, axis=1)[:, :n_best]
+
+
+@pytest.mark.parametrize("kind", ["normal", "bf16", "constant"])
+def test_many_windows_and_ties_match_brute_force(kind):
+    # more rows than one search step, and ties that need more candidates (bf16) or all of them
+    n, width, n_best, max_answer_length = 700, 57, 20, 23
+    generator = torch.Generator().manual_seed(7)
+    start, end = model_like_logits(11, (2, n, width), kind == "bf16")
+    if kind == "constant":
+        start[:40], end[:40] = 1.0, 0.5
+    context_start = torch.randint(1, 12, (n,), generator=generator)
+    context_end = torch.randint(20, width + 1, (n,), generator=generator)
+    scores, starts, ends, _ = best_spans(
+        start,
+        end,
+        context_start,
+        context_end,
+        n_best=n_best,
+        max_answer_length=max_answer_length,
+    )
+    expected = oracle_top_scores(
+        start.numpy(), end.numpy(), context_start.numpy(), context_end.numpy(), 23, n_best
+    )
+    assert np.array_equal(scores.numpy(), expected)
+    rows = torch.arange(n)[:, None]
+    assert torch.equal(start[rows, starts] + end[rows, ends], scores)
+    assert bool(((ends - starts >= 0) & (ends - starts < max_answer_length)).all())
+    assert bool(((starts >= context_start[:, None]) & (ends < context_end[:, None])).all())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(2, 70),
+    st.integers(1, 30),
+    st.integers(0, 8),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+)
+def test_packed_top_is_exact_where_it_says_so(rows, width, need, extra, ties, seed):
+    need = min(need, width)
+    count = min(need + extra, width)
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-3, 3, (rows, width)) if ties else rng.standard_normal((rows, width))
+    values = values.astype(np.float32)
+    values[rng.random((rows, width)) < 0.2] = -np.inf
+    top, exact = packed_top(values.copy(), need=need, count=count)
+    assert top.shape == (rows, count)
+    for row in range(rows):
+        picked = values[row, top[row]]
+        assert len(set(top[row].tolist())) == count
+        assert np.array_equal(np.sort(picked)[::-1][:need], np.sort(values[row])[::-1][:need]) or (
+            not exact[row]
+        )
+        if exact[row]:  # every value left out is below every value that made the need-th cut
+            left_out = np.delete(values[row], top[row])
+            cut = np.sort(values[row])[::-1][need - 1]
+            assert np.all((left_out < cut) | np.isneginf(left_out))
 
 
 @st.composite
@@ -156,7 +240,9 @@ def oracle_example(features, start, end, example_index, max_answer_length):
         offsets = features.offsets(w)
         cs, ce = int(features.context_start[w]), int(features.context_end[w])
         nulls.append(float(start[w, 0] + end[w, 0]))
-        for score, s, e in oracle_spans(start[w].numpy(), end[w].numpy(), cs, ce, max_answer_length):
+        for score, s, e in oracle_spans(
+            start[w].numpy(), end[w].numpy(), cs, ce, max_answer_length
+        ):
             key = (int(offsets[s, 0]), int(offsets[e, 1]))
             spans[key] = max(spans.get(key, -np.inf), score)
     return spans, min(nulls)
@@ -221,6 +307,12 @@ def test_adding_a_constant_to_the_logits_changes_nothing(case, shift_start, shif
         assert b.best_score == a.best_score + shift
 
 
+def test_choose_null_threshold_is_still_importable_from_decoding():
+    from lib import decoding, null_threshold
+
+    assert decoding.choose_null_threshold is null_threshold.choose_null_threshold
+
+
 def test_chunks_of_different_widths_equal_one_padded_tensor():
     examples = [
         Example("p::S", "p", "S", "ab", "abc de fg. ab cdef g a b c d e f", ()),
@@ -246,7 +338,9 @@ def test_snap_to_sentence_widens_and_merges():
     post = "ab cd. ef ga. bc de."
     sentences = {"p": [(0, 6), (7, 13), (14, 20)]}
     example = Example("p::S", "p", "S", "a", post, ())
-    features = build_features([example], TOKENIZER, max_length=40, doc_stride=4, max_question_length=4)
+    features = build_features(
+        [example], TOKENIZER, max_length=40, doc_stride=4, max_question_length=4
+    )
     cs = int(features.context_start[0])
     offsets = features.offsets(0)
     token_of = {int(offsets[t, 0]): t for t in range(cs, int(features.context_end[0]))}
@@ -256,8 +350,12 @@ def test_snap_to_sentence_widens_and_merges():
     start[0, token_of[10]], end[0, token_of[10] + 1] = 4.0, 4.0  # "ga" in sentence 1
     start[0, 0], end[0, 0] = 0.0, 0.0
     kwargs = dict(n_best=10, max_answer_length=10, null_threshold=0.0, sentences=sentences)
-    raw = decode_predictions([example], features, start, end, multi_span=True, snap_to_sentence=False, **kwargs)
-    snapped = decode_predictions([example], features, start, end, multi_span=True, snap_to_sentence=True, **kwargs)
+    raw = decode_predictions(
+        [example], features, start, end, multi_span=True, snap_to_sentence=False, **kwargs
+    )
+    snapped = decode_predictions(
+        [example], features, start, end, multi_span=True, snap_to_sentence=True, **kwargs
+    )
     assert [(s.start, s.end) for s in raw["p::S"].spans] == [(3, 5), (10, 12)]
     assert [(s.start, s.end, s.text) for s in snapped["p::S"].spans] == [
         (0, 6, "ab cd."),
@@ -265,31 +363,50 @@ def test_snap_to_sentence_widens_and_merges():
     ]
     # a span crossing a sentence boundary takes both sentences, merged with its neighbours
     start[0, token_of[3]], end[0, token_of[10] + 1] = 9.0, 9.0  # "cd. ef ga"
-    snapped = decode_predictions([example], features, start, end, multi_span=True, snap_to_sentence=True, **kwargs)
+    snapped = decode_predictions(
+        [example], features, start, end, multi_span=True, snap_to_sentence=True, **kwargs
+    )
     assert [(s.start, s.end) for s in snapped["p::S"].spans] == [(0, 13)]
     assert snapped["p::S"].spans[0].score == 18.0
 
 
 def test_window_without_post_tokens_predicts_no_evidence():
     example = Example("p::S", "p", "S", "ab", "   ", ())
-    features = build_features([example], TOKENIZER, max_length=10, doc_stride=1, max_question_length=4)
+    features = build_features(
+        [example], TOKENIZER, max_length=10, doc_stride=1, max_question_length=4
+    )
     assert features.context_start[0] == features.context_end[0]
     logits = torch.zeros(1, len(features.input_ids[0]))
     prediction = decode_predictions(
-        [example], features, logits, logits, n_best=3, max_answer_length=5,
-        null_threshold=100.0, multi_span=False, snap_to_sentence=False,
+        [example],
+        features,
+        logits,
+        logits,
+        n_best=3,
+        max_answer_length=5,
+        null_threshold=100.0,
+        multi_span=False,
+        snap_to_sentence=False,
     )["p::S"]
     assert prediction == Prediction(spans=(), null_score=0.0, best_score=float("-inf"))
 
 
 @settings(max_examples=25, deadline=None)
-@given(decode_cases(), st.booleans(), st.booleans(), st.sampled_from(["f1", "sentence_f1", "exact"]))
+@given(
+    decode_cases(), st.booleans(), st.booleans(), st.sampled_from(["f1", "sentence_f1", "exact"])
+)
 def test_chosen_null_threshold_maximises_the_metric(case, multi_span, snap, metric):
     examples, features, start, end, max_answer_length = case
     # give half of the examples a gold span (their first word) and sentences of two words
     examples = [
-        Example(ex.example_id, ex.post_id, ex.symptom, ex.question, ex.context,
-                (Span(0, len(ex.context.split()[0]), ex.context.split()[0]),) if i % 2 == 0 else ())
+        Example(
+            ex.example_id,
+            ex.post_id,
+            ex.symptom,
+            ex.question,
+            ex.context,
+            (Span(0, len(ex.context.split()[0]), ex.context.split()[0]),) if i % 2 == 0 else (),
+        )
         for i, ex in enumerate(examples)
     ]
     sentences = {}
@@ -298,16 +415,27 @@ def test_chosen_null_threshold_maximises_the_metric(case, multi_span, snap, metr
         for word in ex.context.split(" "):
             bounds.append((position, position + len(word)))
             position += len(word) + 1
-        sentences[ex.post_id] = [(a[0], b[1]) for a, b in zip(bounds[::2], bounds[1::2] + bounds[-1:])]
-    kwargs = dict(n_best=4, max_answer_length=max_answer_length, multi_span=multi_span,
-                  snap_to_sentence=snap, sentences=sentences)
+        sentences[ex.post_id] = [
+            (a[0], b[1]) for a, b in zip(bounds[::2], bounds[1::2] + bounds[-1:])
+        ]
+    kwargs = dict(
+        n_best=4,
+        max_answer_length=max_answer_length,
+        multi_span=multi_span,
+        snap_to_sentence=snap,
+        sentences=sentences,
+    )
 
     def value(threshold):
-        predictions = decode_predictions(examples, features, start, end, null_threshold=threshold, **kwargs)
+        predictions = decode_predictions(
+            examples, features, start, end, null_threshold=threshold, **kwargs
+        )
         return compute_metrics(examples, predictions, sentences)[metric]
 
     chosen = choose_null_threshold(examples, features, start, end, metric=metric, **kwargs)
-    candidates = span_candidates(examples, features, start, end, n_best=4, max_answer_length=max_answer_length)
+    candidates = span_candidates(
+        examples, features, start, end, n_best=4, max_answer_length=max_answer_length
+    )
     gaps = sorted({c.null_score - score for c in candidates for score in c.scores.tolist()})
     brute = max([value(g) for g in gaps] + [value(gaps[0] - 1.0)]) if gaps else value(0.0)
     assert value(chosen) == pytest.approx(brute)

