@@ -25,6 +25,7 @@ def main() -> int:
 
     cfg = load_config(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # not a line per saved file
     metrics = train(cfg)
     if not PartialState().is_main_process:
         return 0

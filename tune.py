@@ -24,6 +24,7 @@ def main() -> int:
 
     cfg = load_config(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
     summary = run_study(cfg)
     print(json.dumps(summary, indent=2))
     return 0

@@ -5,11 +5,14 @@ multiple of `pad_to_multiple_of` so that compiled kernels see few distinct shape
 follows Hugging Face's `LengthGroupedSampler` (trainer_pt_utils): random megabatches of
 50 x batch_size, each sorted by length and cut into batches, so a batch holds windows of similar
 length (little padding) while the order stays random; the batch holding the longest window comes
-first so that an out-of-memory error shows at step 1, not hours in.
+first so that an out-of-memory error shows at step 1, not hours in. TrainingBatches builds the
+training epochs on top of it: effective batches (batch_size x grad_accum) cut into micro-batches,
+with the windows that hold no evidence optionally subsampled afresh each epoch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -141,3 +144,49 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             batches.insert(0, batches.pop(longest))
         for batch in batches:
             yield batch.tolist()
+
+
+class TrainingBatches(Sampler[list[int]]):
+    """The micro-batches of one epoch, deterministic given (seed, epoch).
+
+    Every window that holds a gold span is used each epoch, plus a fresh seeded sample of
+    `no_answer_fraction` of the windows that hold none (most windows, once every post is asked
+    about every symptom; 1.0 = all of them). The chosen windows are length-grouped into effective
+    batches of batch_size × grad_accum, each cut into micro-batches of batch_size.
+    """
+
+    def __init__(
+        self, features, *, batch_size: int, grad_accum: int, no_answer_fraction: float, seed: int
+    ):
+        self.lengths = features.lengths()
+        no_answer = np.array([g.shape[0] == 1 and not g.any() for g in features.gold_positions])
+        self.answer = np.flatnonzero(~no_answer)
+        self.no_answer = np.flatnonzero(no_answer)
+        self.n_no_answer = round(no_answer_fraction * len(self.no_answer))
+        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def windows(self) -> np.ndarray:
+        if self.n_no_answer == len(self.no_answer):
+            return np.arange(len(self.lengths))
+        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        pick = torch.randperm(len(self.no_answer), generator=generator)[: self.n_no_answer]
+        return np.sort(np.concatenate([self.answer, self.no_answer[pick.numpy()]]))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        windows = self.windows()
+        effective = LengthGroupedBatchSampler(
+            self.lengths[windows], self.batch_size * self.grad_accum, shuffle=True, seed=self.seed
+        )
+        effective.set_epoch(self.epoch)
+        for batch in effective:
+            for i in range(0, len(batch), self.batch_size):
+                yield windows[batch[i : i + self.batch_size]].tolist()
+
+    def __len__(self) -> int:
+        n, effective = len(self.answer) + self.n_no_answer, self.batch_size * self.grad_accum
+        full, rest = divmod(n, effective)
+        return full * math.ceil(effective / self.batch_size) + math.ceil(rest / self.batch_size)

@@ -98,8 +98,8 @@ class DecodeConfig:
     max_answer_length: int = 128
     null_threshold: float = 0.0
     tune_null_threshold: bool = True
-    multi_span: bool = False
-    snap_to_sentence: bool = False
+    multi_span: bool = True
+    snap_to_sentence: bool = True
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     for key, value in values.items():
         dotted = f"{prefix}{key}"
         if key not in names:
-            raise UserError(f"unknown config key {dotted}{_did_you_mean(key, names, prefix)}")
+            raise UserError(f"unknown config key {dotted}{did_you_mean(key, names, prefix)}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
@@ -213,7 +213,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _did_you_mean(key: str, names: list[str], prefix: str) -> str:
+def did_you_mean(key: str, names: list[str], prefix: str) -> str:
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
@@ -289,154 +289,13 @@ def load_config(
 
 
 def config_from_dict(values: dict) -> Config:
+    from lib.config_checks import flatten_space, validate
+
     if "tune" in values and "space" in values["tune"]:
         values = _merge(values, {"tune": {"space": flatten_space(values["tune"]["space"])}})
     cfg = _build(Config, values, "")
     validate(cfg)
     return cfg
-
-
-# ---------------------------------------------------------------- search space and validation
-
-SPACE_KEYS = {"low", "high", "log", "step", "choices"}
-
-
-def flatten_space(space: dict, prefix: str = "") -> dict[str, dict]:
-    """`{train: {lr: {low, high}}}` or `{"train.lr": {...}}` -> `{"train.lr": {...}}`."""
-    flat = {}
-    for key, value in space.items():
-        dotted = f"{prefix}{key}"
-        if not isinstance(value, dict):
-            raise UserError(f"config key tune.space.{dotted}: expected a table like {{low, high}}")
-        if value and set(value) <= SPACE_KEYS:
-            flat[dotted] = value
-        else:
-            flat.update(flatten_space(value, f"{dotted}."))
-    return flat
-
-
-def get_dotted(cfg: Any, dotted: str) -> Any:
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def _check_space(cfg: Config) -> None:
-    for dotted, spec in cfg.tune.space.items():
-        key = f"tune.space.{dotted}"
-        section, _, name = dotted.partition(".")
-        if section not in {f.name for f in dataclasses.fields(Config)} or section == "tune":
-            raise UserError(f"{key}: {dotted} is not a tunable config key")
-        fields = [f.name for f in dataclasses.fields(getattr(cfg, section))]
-        if name not in fields:
-            raise UserError(
-                f"{key}: unknown config key{_did_you_mean(name, fields, section + '.')}"
-            )
-        if "choices" in spec:
-            if not isinstance(spec["choices"], list) or not spec["choices"]:
-                raise UserError(f"{key}: choices must be a non-empty list")
-            if set(spec) - {"choices"}:
-                raise UserError(f"{key}: give either choices or low/high, not both")
-            continue
-        if "low" not in spec or "high" not in spec:
-            raise UserError(f"{key}: needs low and high (or choices)")
-        low, high = spec["low"], spec["high"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-            raise UserError(f"{key}: low and high must be numbers, got {low!r} and {high!r}")
-        if not low < high:
-            raise UserError(f"{key}: empty range, low={low} must be < high={high}")
-        if spec.get("log") and low <= 0:
-            raise UserError(f"{key}: log scale needs low > 0, got low={low}")
-        if "step" in spec and spec.get("log"):
-            raise UserError(f"{key}: step and log cannot be combined")
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise UserError(message)
-
-
-def validate(cfg: Config) -> None:
-    """Cross-field and range checks, once, at load; each message names the keys and values."""
-    d, f, t = cfg.data, cfg.features, cfg.train
-    for symptom in d.symptoms:
-        _require(
-            symptom in ALL_SYMPTOMS,
-            f"data.symptoms: unknown symptom {symptom!r}"
-            f"{_did_you_mean(symptom, list(ALL_SYMPTOMS), '')}",
-        )
-    _require(bool(d.symptoms), "data.symptoms must name at least one symptom")
-    _require(len(set(d.symptoms)) == len(d.symptoms), "data.symptoms has duplicates")
-    _require(
-        d.question in ("criterion", "symptom", "empty"),
-        f"data.question must be criterion, symptom or empty, got {d.question!r}",
-    )
-    if d.question == "criterion":
-        missing = [s for s in d.symptoms if not d.criteria.get(s, "").strip()]
-        _require(not missing, f"data.criteria has no text for {', '.join(missing)}")
-    _require(
-        d.negatives in ("none", "annotated", "all"),
-        f"data.negatives must be none, annotated or all, got {d.negatives!r}",
-    )
-    _require(
-        len(d.split) == 3 and all(r >= 0 for r in d.split) and math.isclose(sum(d.split), 1.0),
-        f"data.split must be three non-negative ratios summing to 1, got {d.split}",
-    )
-    _require(0.0 < d.fuzzy_threshold <= 1.0, "data.fuzzy_threshold must be in (0, 1]")
-    _require(d.limit >= 0, f"data.limit must be >= 0, got {d.limit}")
-    for key in ("dropout", "attention_dropout"):
-        value = getattr(cfg.model, key)
-        _require(
-            value == "checkpoint" or (isinstance(value, float) and 0.0 <= value < 1.0),
-            f'model.{key} must be a probability in [0, 1) or "checkpoint", got {value!r}',
-        )
-    _require(f.max_question_length >= 1, "features.max_question_length must be >= 1")
-    usable = f.max_length - f.max_question_length - 3
-    _require(
-        usable > 0,
-        f"features.max_length={f.max_length} leaves no room for the post after "
-        f"features.max_question_length={f.max_question_length} and 3 special tokens",
-    )
-    _require(
-        0 <= f.doc_stride < usable,
-        f"features.doc_stride={f.doc_stride} must be < features.max_length - "
-        f"features.max_question_length - 3 = {usable} (max_length={f.max_length})",
-    )
-    _require(f.pad_to_multiple_of >= 1, "features.pad_to_multiple_of must be >= 1")
-    _require(cfg.decode.n_best >= 1, "decode.n_best must be >= 1")
-    _require(cfg.decode.max_answer_length >= 1, "decode.max_answer_length must be >= 1")
-    for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "keep_checkpoints"):
-        _require(getattr(t, key) >= 1, f"train.{key} must be >= 1, got {getattr(t, key)}")
-    for key in ("max_steps", "eval_every", "checkpoint_every", "patience", "threads"):
-        _require(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
-    _require(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
-    _require(
-        0.0 < t.no_answer_fraction <= 1.0,
-        f"train.no_answer_fraction must be in (0, 1], got {t.no_answer_fraction}",
-    )
-    _require(0.0 <= t.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)")
-    _require(t.weight_decay >= 0, "train.weight_decay must be >= 0")
-    _require(t.max_grad_norm >= 0, "train.max_grad_norm must be >= 0 (0 = no clipping)")
-    _require(
-        t.mixed_precision in ("no", "bf16", "fp16", "auto"),
-        f"train.mixed_precision must be no, bf16, fp16 or auto, got {t.mixed_precision!r}",
-    )
-    from lib.metrics import METRIC_NAMES, is_valid_metric
-
-    _require(
-        is_valid_metric(t.metric, d.symptoms),
-        f"train.metric {t.metric!r} is not a metric{_did_you_mean(t.metric, list(METRIC_NAMES), '')}"
-        f"; choose one of {', '.join(METRIC_NAMES)} or SYMPTOM/sentence_f1",
-    )
-    _require(cfg.tune.n_trials >= 1, "tune.n_trials must be >= 1")
-    _require(cfg.tune.timeout >= 0, "tune.timeout must be >= 0 (0 = none)")
-    _require(cfg.tune.pruner_startup_trials >= 0, "tune.pruner_startup_trials must be >= 0")
-    _require(
-        cfg.tune.pruner in ("median", "none"),
-        f"tune.pruner must be median or none, got {cfg.tune.pruner!r}",
-    )
-    _check_space(cfg)
 
 
 # ---------------------------------------------------------------- writing TOML back

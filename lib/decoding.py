@@ -41,9 +41,11 @@ from lib.features import Features
 
 NEG_INF = np.float32(-np.inf)
 FLOOR = np.finfo(np.float32).min  # -inf with position bits would be NaN: packed keys use this
-NO_SPAN = np.float32(-1e38)  # a packed key below this is no span (-inf, or an invalid grid pair)
-PENALTY = np.float32(-3e38)  # sinks grid pairs of invalid length below NO_SPAN
+# Off-post logits become MASKED and grid pairs of invalid length get PENALTY added: both stay
+# finite (so keys need no -inf clamp) and sink below NO_SPAN, far under any real logit sum.
+MASKED, NO_SPAN, PENALTY = np.float32(-(2.0**125)), np.float32(-(2.0**124)), np.float32(-(2.0**127))
 ROWS_PER_CHUNK = 256  # windows per search step: its buffers stay in a 2 MB L2 cache
+SORT_ROWS = True
 EXTRA_CANDIDATES = 8  # the second try of a row whose n_best-th candidate ties with the next
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
@@ -117,9 +119,9 @@ def window_max(
 
 
 def packed_top(values: np.ndarray, *, need: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of the `count` largest values in each row of (R, W) float32 `values`, best
-    first, and per row whether they are exact: they include every value >= the need-th largest,
-    and the values left out are smaller or no span at all. Overwrites `values`.
+    """The positions of the `count` largest values in each row of (R, W) finite float32 `values`,
+    best first, and per row whether they are exact: they include every value >= the need-th
+    largest, and the values left out are smaller or no span (< NO_SPAN). Overwrites `values`.
 
     Keys keep the float32 bits above the low ceil(log2 W) ones, which hold the position, so they
     order by value to ~2^-14 relative precision (then by position).
@@ -128,7 +130,6 @@ def packed_top(values: np.ndarray, *, need: int, count: int) -> tuple[np.ndarray
     if count >= width:
         return np.tile(np.arange(width, dtype=np.int32), (rows, 1)), np.ones(rows, bool)
     low = np.int32((1 << (width - 1).bit_length()) - 1)
-    np.maximum(values, FLOOR, out=values)
     bits = values.view(np.int32)
     bits &= ~low
     bits |= np.arange(width, dtype=np.int32)
@@ -152,24 +153,26 @@ def _exact_top(values: np.ndarray, count: int) -> np.ndarray:
     )
 
 
-def _rows_take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """array[r, index[r, j]] for (R, M) `array` and (R, K) `index` (take_along_axis, cheaper)."""
-    rows, width = array.shape
-    return np.ascontiguousarray(array).ravel()[index + (np.arange(rows) * width)[:, None]]
-
-
 class _Buffers:
-    """Scratch arrays for search steps of up to `rows` windows, reused from step to step."""
+    """Flat scratch arrays for search steps of up to `rows` windows of up to `width` columns,
+    reused from step to step (fresh arrays this large cost page faults), viewed at each shape."""
 
     def __init__(self, rows: int, width: int, band: int, count: int) -> None:
-        position, cut = np.arange(width), np.arange(width + 1)[:, None]
-        self.left_of = np.where(position < cut, NEG_INF, np.float32(0))  # (W + 1, W) masks
-        self.right_of = np.where(position >= cut, NEG_INF, np.float32(0))
-        self.bias, self.other, self.best_from, self.best_to = np.empty((4, rows, width), "f4")
-        self.start, self.end = np.full((2, rows, width + band - 1), NEG_INF, "f4")  # padded
-        self.window, self.spare = np.empty((2, rows * (width + band - 1)), "f4")
-        self.pair, self.penalty = np.empty((2, rows, count, count), "f4")
-        self.length = np.empty((rows, count, count), np.int32)
+        padded, grid = rows * (width + band - 1), rows * count * count
+        sizes = dict(best_from=rows * width, best_to=rows * width, pair=grid, penalty=grid)
+        sizes.update(start=padded, end=padded, window=padded, spare=padded)
+        self.flat = {name: np.empty(size, np.float32) for name, size in sizes.items()}
+        self.flat["length"] = np.empty(grid, np.int32)
+        self.runs = np.tile(np.array([True, False, True]), rows)  # outside, post, outside
+
+    def __call__(self, name: str, *shape: int) -> np.ndarray:
+        return self.flat[name][: int(np.prod(shape))].reshape(shape)
+
+    def outside(self, context_start: np.ndarray, context_end: np.ndarray, padded: int):
+        """(R * padded,) bool: True off each row's post [start, end) (run lengths, ~3x cheaper
+        than comparing every column)."""
+        lengths = np.stack((context_start, context_end - context_start, padded - context_end), 1)
+        return np.repeat(self.runs[: lengths.size], lengths.ravel())
 
 
 def _grid_top(start, end, cand_start, cand_end, *, n_best, max_answer_length, buffers):
@@ -177,11 +180,11 @@ def _grid_top(start, end, cand_start, cand_end, *, n_best, max_answer_length, bu
     logits: (scores, starts, ends) (R, min(n_best, c^2)), best first; -inf where none is left."""
     rows, padded = start.shape
     c = cand_start.shape[1]
-    offset = (np.arange(rows, dtype=np.int32) * padded)[:, None]
-    start_value = start.ravel()[offset + cand_start]  # (R, c)
-    end_value = end.ravel()[offset + cand_end]
-    pair, penalty = buffers.pair[:rows], buffers.penalty[:rows]  # (R, c, c)
-    length = buffers.length[:rows]
+    row = np.arange(rows)[:, None]  # (R, 1)
+    start_value = start.ravel()[row * padded + cand_start]  # (R, c)
+    end_value = end.ravel()[row * padded + cand_end]
+    pair, penalty = buffers("pair", rows, c, c), buffers("penalty", rows, c, c)
+    length = buffers("length", rows, c, c)
     np.add(start_value[:, :, None], end_value[:, None, :], out=pair)
     np.subtract(cand_end[:, None, :], cand_start[:, :, None], out=length)
     # e - s outside [0, L) is >= L as unsigned; a penalty is ~8x faster than a masked write
@@ -195,12 +198,18 @@ def _grid_top(start, end, cand_start, cand_end, *, n_best, max_answer_length, bu
         values = (start_value[redo, :, None] + end_value[redo, None, :]).reshape(len(redo), -1)
         values[length[redo].reshape(len(redo), -1).view(np.uint32) >= max_answer_length] = NEG_INF
         chosen[redo] = _exact_top(values, n_out)
-    first, second = np.divmod(chosen, np.int32(c))
-    starts, ends = _rows_take(cand_start, first), _rows_take(cand_end, second)
-    scores = _rows_take(start_value, first) + _rows_take(end_value, second)
-    np.putmask(scores, (ends - starts).view(np.uint32) >= max_answer_length, NEG_INF)
-    order = _exact_top(scores, n_out)  # packed keys order values only to ~2^-14
-    return _rows_take(scores, order), _rows_take(starts, order), _rows_take(ends, order)
+    first = chosen // c  # np.divmod has no fast path for a scalar divisor
+    first, second = first + row * c, chosen - first * c + row * c  # into the flat (R, c) arrays
+    starts, ends = cand_start.ravel()[first], cand_end.ravel()[second]
+    scores = start_value.ravel()[first] + end_value.ravel()[second]
+    invalid = (ends - starts).view(np.uint32) >= max_answer_length
+    np.putmask(scores, invalid | (scores < NO_SPAN), NEG_INF)
+    unsorted = np.flatnonzero((scores[:, 1:] > scores[:, :-1]).any(1))  # packed order: ~2^-14
+    if len(unsorted):
+        order = _exact_top(scores[unsorted], n_out)
+        for array in (scores, starts, ends):
+            array[unsorted] = np.take_along_axis(array[unsorted], order, 1)
+    return scores, starts, ends
 
 
 def _search(start, end, context_start, context_end, *, n_best, max_answer_length, count, buffers):
@@ -208,20 +217,25 @@ def _search(start, end, context_start, context_end, *, n_best, max_answer_length
     per row whether the candidates were exact (see packed_top)."""
     rows, width = start.shape
     band = min(max_answer_length, width)
-    bias = np.take(buffers.left_of, context_start, axis=0, out=buffers.bias[:rows])  # (R, W)
-    bias += np.take(buffers.right_of, context_end, axis=0, out=buffers.other[:rows])
-    masked_start, masked_end = buffers.start[:rows], buffers.end[:rows]  # (R, W + band - 1)
-    np.add(start, bias, out=masked_start[:, :width])
-    np.add(end, bias, out=masked_end[:, :width])
-    scratch = dict(out=buffers.window[: masked_end.size], spare=buffers.spare[: masked_end.size])
-    best_end = window_max(masked_end.ravel(), band, **scratch).reshape(masked_end.shape)
-    best_from = np.add(best_end[:, :width], masked_start[:, :width], out=buffers.best_from[:rows])
+    padded = width + band - 1
+    outside = buffers.outside(context_start, context_end, padded)
+    masked_start, masked_end = buffers("start", rows, padded), buffers("end", rows, padded)
+    for masked, logits in ((masked_start, start), (masked_end, end)):
+        np.maximum(logits, MASKED, out=masked[:, :width])  # -inf logits would make NaN keys
+        np.copyto(masked.ravel(), MASKED, where=outside)  # also keeps the rows' windows apart
+    scratch = dict(out=buffers("window", rows * padded), spare=buffers("spare", rows * padded))
+    best_end = window_max(masked_end.ravel(), band, **scratch).reshape(rows, padded)
+    best_from = np.add(
+        best_end[:, :width], masked_start[:, :width], out=buffers("best_from", rows, width)
+    )
     best_start = window_max(masked_start.ravel(), band, leftward=True, **scratch)
-    best_start = best_start.reshape(masked_start.shape)
-    best_to = np.add(best_start[:, :width], masked_end[:, :width], out=buffers.best_to[:rows])
+    best_start = best_start.reshape(rows, padded)
+    best_to = np.add(
+        best_start[:, :width], masked_end[:, :width], out=buffers("best_to", rows, width)
+    )
     need = min(n_best, width)
-    cand_start, exact_start = packed_top(best_from, need=need, count=count)
-    cand_end, exact_end = packed_top(best_to, need=need, count=count)
+    cand_start, exact_start = packed_top(best_from, need=need, count=min(count, width))
+    cand_end, exact_end = packed_top(best_to, need=need, count=min(count, width))
     found = _grid_top(
         masked_start,
         masked_end,
@@ -264,25 +278,27 @@ def best_spans(
     null_scores = start[:, 0] + end[:, 0] if width else np.full(n_rows, NEG_INF, np.float32)
     first = np.clip(np.asarray(context_start, np.int64), 0, width)  # (N,)
     stop = np.clip(np.asarray(context_end, np.int64), first, width)
-    low, high = (int(first.min()), int(stop.max())) if n_rows else (0, 0)
-    # columns no window's post reaches are cut away; `rows` are those still to be searched
-    start, end, first, stop = start[:, low:high], end[:, low:high], first - low, stop - low
-    width, rows = high - low, np.arange(n_rows if high > low else 0)
-    need = min(n_best, width)
-    for count in dict.fromkeys((need, min(need + EXTRA_CANDIDATES, width), width)):
+    # windows of similar context go together, so that each step cuts away the columns none of
+    # its posts reach; `rows` are those still to be searched (an empty post has no span)
+    rows = np.lexsort((first, stop)) if SORT_ROWS else np.arange(n_rows)
+    rows = rows[stop[rows] > first[rows]]
+    for count in (n_best, n_best + EXTRA_CANDIDATES, width):
         if not len(rows):
             break
+        count = min(count, width)
         step = max(1, min(ROWS_PER_CHUNK, 2**22 // count**2))  # the (rows, c, c) grid <= 16 MB
         buffers = _Buffers(min(step, len(rows)), width, min(max_answer_length, width), count)
         unsure = []
         for begin in range(0, len(rows), step):
             chunk = rows[begin : begin + step]
-            part = slice(chunk[0], chunk[-1] + 1) if count == need else chunk  # first try: views
+            low, high = first[chunk].min(), stop[chunk].max()
+            run = chunk[-1] - chunk[0] + 1 == len(chunk) and bool(np.all(np.diff(chunk) > 0))
+            part = slice(chunk[0], chunk[-1] + 1) if run else chunk  # a view, not a copy
             *found, exact = _search(
-                start[part],
-                end[part],
-                first[part],
-                stop[part],
+                start[part, low:high],
+                end[part, low:high],
+                first[chunk] - low,
+                stop[chunk] - low,
                 n_best=n_best,
                 max_answer_length=max_answer_length,
                 count=count,
@@ -293,9 +309,10 @@ def best_spans(
             starts[done, :m] = found[1][exact] + low
             ends[done, :m] = found[2][exact] + low
             unsure.append(chunk[~exact])
-        rows = np.concatenate(unsure) if unsure else rows[:0]
+        rows = np.concatenate(unsure)
     missing = np.isneginf(scores)
-    starts[missing] = ends[missing] = -1
+    np.putmask(starts, missing, -1)
+    np.putmask(ends, missing, -1)
     return tuple(torch.from_numpy(a) for a in (scores, starts, ends, null_scores))
 
 

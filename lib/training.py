@@ -18,18 +18,17 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from lib.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
+from lib.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.config import Config, dump_config, load_config, with_overrides
 from lib.data import build_dataset
 from lib.errors import RunError, UserError
@@ -62,52 +61,6 @@ log = logging.getLogger("lib.training")
 
 class TrainingError(RunError):
     """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
-
-
-class TrainingBatches(Sampler[list[int]]):
-    """The micro-batches of one epoch, deterministic given (seed, epoch).
-
-    Every window that holds a gold span is used each epoch, plus a fresh seeded sample of
-    `no_answer_fraction` of the windows that hold none (most windows, once every post is asked
-    about every symptom; 1.0 = all of them). The chosen windows are length-grouped into effective
-    batches of batch_size × grad_accum, each cut into micro-batches of batch_size.
-    """
-
-    def __init__(
-        self, features, *, batch_size: int, grad_accum: int, no_answer_fraction: float, seed: int
-    ):
-        self.lengths = features.lengths()
-        no_answer = np.array([g.shape[0] == 1 and not g.any() for g in features.gold_positions])
-        self.answer = np.flatnonzero(~no_answer)
-        self.no_answer = np.flatnonzero(no_answer)
-        self.n_no_answer = round(no_answer_fraction * len(self.no_answer))
-        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def windows(self) -> np.ndarray:
-        if self.n_no_answer == len(self.no_answer):
-            return np.arange(len(self.lengths))
-        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-        pick = torch.randperm(len(self.no_answer), generator=generator)[: self.n_no_answer]
-        return np.sort(np.concatenate([self.answer, self.no_answer[pick.numpy()]]))
-
-    def __iter__(self) -> Iterator[list[int]]:
-        windows = self.windows()
-        effective = LengthGroupedBatchSampler(
-            self.lengths[windows], self.batch_size * self.grad_accum, shuffle=True, seed=self.seed
-        )
-        effective.set_epoch(self.epoch)
-        for batch in effective:
-            for i in range(0, len(batch), self.batch_size):
-                yield windows[batch[i : i + self.batch_size]].tolist()
-
-    def __len__(self) -> int:
-        n, effective = len(self.answer) + self.n_no_answer, self.batch_size * self.grad_accum
-        full, rest = divmod(n, effective)
-        return full * math.ceil(effective / self.batch_size) + math.ceil(rest / self.batch_size)
 
 
 class RunningMean:
@@ -219,14 +172,13 @@ def train(
         gradient_checkpointing=cfg.model.gradient_checkpointing,
     )
     optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr)
-    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
-    total_steps = t.epochs * steps_per_epoch
+    # The schedule is laid out in single-process optimizer steps: after `prepare` each of N
+    # processes takes 1/N of them and AcceleratedScheduler advances the schedule N times a step.
+    schedule_steps = t.epochs * math.ceil(len(train_loader) / t.grad_accum)
     if t.max_steps:
-        total_steps = min(total_steps, t.max_steps)
+        schedule_steps = min(schedule_steps, t.max_steps * state.num_processes)
     scheduler = linear_warmup_decay(
-        optimizer,
-        warmup_steps=round(t.warmup_ratio * total_steps),
-        total_steps=total_steps * state.num_processes,  # AcceleratedScheduler steps per process
+        optimizer, warmup_steps=round(t.warmup_ratio * schedule_steps), total_steps=schedule_steps
     )
 
     # Everything checked: now the run directory is written.
@@ -250,6 +202,10 @@ def train(
         model, optimizer, train_loader, scheduler, *loaders.values()
     )
     loaders = dict(zip(loaders, prepared, strict=True))
+    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)  # per process, from here on
+    total_steps = t.epochs * steps_per_epoch
+    if t.max_steps:
+        total_steps = min(total_steps, t.max_steps)
     if t.log_with:
         accelerator.init_trackers(run_dir.name, config={"run_dir": str(run_dir)})
 

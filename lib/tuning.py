@@ -15,9 +15,11 @@ copied to runs/<study>/best (a run directory evaluate.py accepts), replacing a w
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -67,16 +69,22 @@ def study_dir(cfg: Config) -> Path:
 
 
 def _keep_if_best(run_dir: Path, best_dir: Path, number: int, value: float) -> None:
-    """Copy a finished trial's run to best/ when it beats the one there (model files only)."""
-    marker = best_dir / "trial.json"
-    if marker.is_file() and json.loads(marker.read_text())["value"] >= value:
-        return
-    tmp = best_dir.with_name(".best.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("checkpoints"))
-    write_json_atomic(tmp / "trial.json", {"trial": number, "value": value})
-    shutil.rmtree(best_dir, ignore_errors=True)
-    tmp.rename(best_dir)
+    """Copy a finished trial's run to best/ when it beats the one there (model files only).
+
+    Several tune.py processes may finish trials at once: an exclusive lock on a file beside best/
+    makes compare-and-replace atomic among them."""
+    best_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(best_dir.with_name(".best.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = best_dir / "trial.json"
+        if marker.is_file() and json.loads(marker.read_text())["value"] >= value:
+            return
+        tmp = best_dir.with_name(f".best.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("checkpoints"))
+        write_json_atomic(tmp / "trial.json", {"trial": number, "value": value})
+        shutil.rmtree(best_dir, ignore_errors=True)
+        tmp.rename(best_dir)
 
 
 def make_objective(cfg: Config, train_fn):

@@ -14,9 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lib.batching import TrainingBatches
 from lib.config import load_config
 from lib.errors import UserError
-from lib.training import TrainingBatches, TrainingError, train
+from lib.training import TrainingError, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,115 @@
+"""tune.py: failing and pruned trials, continuing a study, the best run, concurrent workers."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from lib.config import load_config
+from lib.errors import UserError
+from lib.tuning import run_study
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Always answer (a null threshold no score gap reaches) vs never answer: a never-answering trial
+# scores HasAns_f1 = 0 at its first evaluation, below the median of the answering ones, so the
+# median pruner stops it deterministically.
+ALWAYS, NEVER = 1e9, -1e9
+SPACE = (
+    "tune.space={ 'decode.null_threshold' = { choices = [1e9, -1e9] },"
+    " 'features.doc_stride' = { choices = [16, 10000] } }"
+)
+
+
+@pytest.fixture
+def tune_overrides(tmp_path, tiny_overrides):
+    return [
+        *tiny_overrides(tmp_path),
+        "train.epochs=2",
+        "train.metric=HasAns_f1",
+        "decode.tune_null_threshold=false",
+        SPACE,
+        "tune.study_name=tiny",
+        f"tune.storage=sqlite:///{tmp_path}/optuna.db",
+        "tune.pruner_startup_trials=2",
+    ]
+
+
+def test_study_records_failure_prunes_continues_and_keeps_the_best(tmp_path, tune_overrides):
+    cfg = load_config(overrides=[*tune_overrides, "tune.n_trials=4"])
+    storage = cfg.tune.storage
+    study = optuna.create_study(study_name="tiny", storage=storage, direction="maximize")
+    for null, stride in ((ALWAYS, 16), (ALWAYS, 16), (NEVER, 16), (ALWAYS, 10000)):
+        study.enqueue_trial({"decode.null_threshold": null, "features.doc_stride": stride})
+
+    summary = run_study(cfg)
+
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    states = [t.state.name for t in trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert "features.doc_stride=10000 must be <" in trials[3].user_attrs["fail_reason"]
+    assert summary["trials"]["COMPLETE"] == 2 and summary["best_trial"] in (0, 1)
+    study_dir = tmp_path / "tiny"
+    assert json.loads((study_dir / "best.json").read_text())["best_value"] == summary["best_value"]
+    rows = list(csv.DictReader((study_dir / "trials.csv").open()))
+    assert [r["state"] for r in rows] == states and "doc_stride" in rows[3]["fail_reason"]
+    assert sorted(p.name for p in study_dir.iterdir() if p.is_dir()) == ["best"]  # trials cleaned
+
+    # re-running adds trials to the same study
+    run_study(load_config(overrides=[*tune_overrides, "tune.n_trials=1"]))
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 5
+
+    # the best trial's run directory is one evaluate.py accepts
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", str(study_dir / "best")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (study_dir / "best" / "eval-test" / "metrics.json").is_file()
+
+
+def test_two_workers_share_a_journal(tmp_path, tune_overrides):
+    journal = tmp_path / "study.journal"
+    args = [
+        *tune_overrides,
+        f"tune.storage=journal:{journal}",
+        "tune.n_trials=2",
+        "tune.pruner=none",
+        "tune.space={ 'train.lr' = { low = 1e-3, high = 5e-3 } }",
+    ]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "tune.py", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+    from lib.tuning import open_storage
+
+    trials = optuna.load_study(study_name="tiny", storage=open_storage(f"journal:{journal}")).trials
+    numbers = [t.number for t in trials]
+    assert len(trials) == 4 and sorted(numbers) == [0, 1, 2, 3]
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert (tmp_path / "tiny" / "best" / "model.safetensors").is_file()
+
+
+def test_bad_search_space_is_rejected_at_load(tiny_overrides, tmp_path):
+    with pytest.raises(UserError, match="empty range"):
+        load_config(overrides=["tune.space.train.lr={low=1e-3, high=1e-4}"])
+    with pytest.raises(UserError, match="unknown config key"):
+        load_config(overrides=["tune.space.train.learning_rate={low=1e-4, high=1e-3}"])
+    with pytest.raises(UserError, match="tune.space is empty"):
+        run_study(load_config(overrides=[*tiny_overrides(tmp_path), "tune.space={}"]))
