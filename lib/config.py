@@ -116,6 +116,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     no_answer_fraction: float = 1.0
+    span_loss: str = "mean"
     mixed_precision: str = "auto"
     compile: bool = False
     seed: int = 42

@@ -124,6 +124,10 @@ def validate(cfg: Config) -> None:
     _require(t.weight_decay >= 0, "train.weight_decay must be >= 0")
     _require(t.max_grad_norm >= 0, "train.max_grad_norm must be >= 0 (0 = no clipping)")
     _require(
+        t.span_loss in ("marginal", "mean"),
+        f"train.span_loss must be marginal or mean, got {t.span_loss!r}",
+    )
+    _require(
         t.mixed_precision in ("no", "bf16", "fp16", "auto"),
         f"train.mixed_precision must be no, bf16, fp16 or auto, got {t.mixed_precision!r}",
     )

@@ -8,6 +8,10 @@ once per span (the old project) we maximise the probability that the model point
 
 With one gold span this is exactly Hugging Face's `(CE(start) + CE(end)) / 2`; windows with no span
 inside point at [CLS] (s = e = 0). Padding positions are masked out of both softmaxes.
+
+`combine="mean"` instead averages -log p(s_k, e_k) over the spans: the model must score *every*
+evidence span high, not just one -- what multi-span decoding (decode.multi_span) needs, since the
+marginal is already satisfied when one span takes all the mass. Both cost one forward pass.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ def span_marginal_loss(
     attention_mask: torch.Tensor,  # (B, T), 1 = real token
     start_positions: torch.Tensor,  # (B, K) gold first tokens, -1 = no span in this slot
     end_positions: torch.Tensor,  # (B, K) gold last tokens, -1 = no span in this slot
+    *,
+    combine: str = "marginal",  # training's default is train.span_loss = "mean"
 ) -> torch.Tensor:
-    """Mean over the batch of -log sum_k p(s_k, e_k) / 2, in float32."""
+    """Mean over the batch of -log sum_k p(s_k, e_k) / 2 ("marginal") or of
+    -mean_k log p(s_k, e_k) / 2 ("mean"), in float32."""
     pad = attention_mask == 0
     log_p_start = start_logits.float().masked_fill(pad, float("-inf")).log_softmax(-1)  # (B, T)
     log_p_end = end_logits.float().masked_fill(pad, float("-inf")).log_softmax(-1)  # (B, T)
@@ -31,5 +38,9 @@ def span_marginal_loss(
     starts = start_positions.clamp(min=0)
     ends = end_positions.clamp(min=0)
     pair = log_p_start.gather(1, starts) + log_p_end.gather(1, ends)  # (B, K)
-    pair = pair.masked_fill(~valid, float("-inf"))
-    return -(pair.logsumexp(-1) / 2).mean()
+    if combine == "mean":
+        per_window = -pair.masked_fill(~valid, 0.0).sum(-1) / valid.sum(-1)  # (B,)
+    else:
+        assert combine == "marginal", combine
+        per_window = -pair.masked_fill(~valid, float("-inf")).logsumexp(-1)  # (B,)
+    return (per_window / 2).mean()

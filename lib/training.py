@@ -325,6 +325,7 @@ def train(
                     batch["attention_mask"],
                     batch["start_positions"],
                     batch["end_positions"],
+                    combine=t.span_loss,
                 )
                 if not torch.isfinite(loss):
                     raise TrainingError(

@@ -10,19 +10,11 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from lib.corpus import Example, Span
-from lib.decoding import (
-    NO_SPAN,
-    Prediction,
-    best_spans,
-    decode_predictions,
-    packed_top,
-    pad_logits,
-    span_candidates,
-    window_max,
-)
+from lib.decoding import Prediction, decode_predictions, pad_logits, span_candidates
 from lib.features import build_features
 from lib.metrics import compute_metrics
 from lib.null_threshold import choose_null_threshold
+from lib.span_search import NO_SPAN, best_spans, packed_top, window_max
 
 LETTERS = "abcdefg"
 
@@ -168,9 +160,15 @@ def test_many_windows_and_ties_match_brute_force(kind):
         max_answer_length=max_answer_length,
     )
     expected = oracle_top_scores(
-        start.numpy(), end.numpy(), context_start.numpy(), context_end.numpy(), 23, n_best
+        start.numpy(),
+        end.numpy(),
+        context_start.numpy(),
+        context_end.numpy(),
+        max_answer_length,
+        n_best,
     )
     assert np.array_equal(scores.numpy(), expected)
+    assert bool(torch.isfinite(scores).all())  # every post here has >= n_best spans
     rows = torch.arange(n)[:, None]
     assert torch.equal(start[rows, starts] + end[rows, ends], scores)
     assert bool(((ends - starts >= 0) & (ends - starts < max_answer_length)).all())

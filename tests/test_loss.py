@@ -78,3 +78,18 @@ def test_linear_warmup_then_decay():
 def test_auto_precision_on_cpu_is_fp32():
     assert resolve_mixed_precision("auto", torch.device("cpu")) == "no"
     assert resolve_mixed_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_mean_combination_averages_the_span_losses():
+    start, end = _logits(b=1)
+    mask = torch.ones(1, 13, dtype=torch.long)
+    s, e = torch.tensor([[2, 7, -1]]), torch.tensor([[4, 8, -1]])
+    ls, le = start.log_softmax(-1)[0], end.log_softmax(-1)[0]
+    expected = -((ls[2] + le[4]) + (ls[7] + le[8])).item() / 2 / 2
+    got = span_marginal_loss(start, end, mask, s, e, combine="mean")
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # with one span both combinations are the Hugging Face loss
+    one = span_marginal_loss(start, end, mask, s[:, :1], e[:, :1], combine="mean")
+    torch.testing.assert_close(one, span_marginal_loss(start, end, mask, s[:, :1], e[:, :1]))
+    # and the mean is never below the marginal (log-sum-exp >= mean of logs)
+    assert got >= span_marginal_loss(start, end, mask, s, e)
