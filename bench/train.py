@@ -4,7 +4,7 @@
                           [--reference-dropout same|checkpoint] [key=value ...]
 
 Settings are demo.toml's (+ key=value overrides): minilm-l6, the demo corpus, max_length 256,
-stride 64, batch 16, lr 1e-4, bf16 autocast, attention dropout 0, no_answer_fraction 0.15. Both
+stride 64, batch 16, bf16 autocast, attention dropout 0, no_answer_fraction and lr as demo.toml sets them. Both
 sides train on the same windows: the first --windows windows (whole micro-batches) of epoch 0's
 order as lib.training.TrainingBatches draws it, or the whole epoch with --full; the --warmup
 untimed steps use epoch 1's first batches.
