@@ -1,4 +1,4 @@
-"""Benchmark: vectorised n-best span search (lib/decoding.best_spans) vs the reference loop.
+"""Benchmark: vectorised n-best span search (lib/span_search.best_spans) vs the reference loop.
 
 The reference is Hugging Face's `utils_qa.postprocess_qa_predictions` inner loop, reimplemented
 here (transformers does not ship it): per window, argsort the logits, take the n_best start and
@@ -186,7 +186,7 @@ def main() -> None:
     print(
         f"{n} windows x {width} tokens, n_best {args.n_best}, torch threads {args.threads}, "
         f"best of {args.repeat} runs on each side\n"
-        "  best_spans: lib.decoding.best_spans, (N, T) float32 tensors -> exact n-best "
+        "  best_spans: lib.span_search.best_spans, (N, T) float32 tensors -> exact n-best "
         "(score, start, end) per window, all windows in one call\n"
         f"  lean loop:  the utils_qa loop over {n_ref} windows (scaled to {n}), numpy logits -> "
         "per window a list of n-best {offsets, score} from top-n starts x top-n ends\n"
