@@ -252,6 +252,27 @@ def decode_predictions(
         n_best=n_best,
         max_answer_length=max_answer_length,
     )
+    return select_predictions(
+        examples,
+        candidates,
+        null_threshold=null_threshold,
+        multi_span=multi_span,
+        snap_to_sentence=snap_to_sentence,
+        sentences=sentences,
+    )
+
+
+def select_predictions(
+    examples: Sequence[Example],
+    candidates: Sequence[SpanCandidates],
+    *,
+    null_threshold: float,
+    multi_span: bool,
+    snap_to_sentence: bool,
+    sentences: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+) -> dict[str, Prediction]:
+    """decode_predictions from already merged span_candidates (computed once, e.g. for both the
+    null-threshold sweep and the final predictions)."""
     return {
         ex.example_id: select_spans(
             cand,

@@ -18,9 +18,10 @@ from torch.utils.data import DataLoader
 
 from lib.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
 from lib.corpus import Example
-from lib.decoding import Prediction, choose_null_threshold, decode_predictions
+from lib.decoding import Prediction, select_predictions, span_candidates
 from lib.features import Features
 from lib.metrics import compute_metrics
+from lib.null_threshold import best_null_threshold
 
 
 @dataclass(frozen=True)
@@ -85,29 +86,31 @@ def evaluate_examples(
     metric: str,
     tune_threshold: bool,
 ) -> EvalResult:
-    """Decode, optionally pick the null threshold that maximises `metric`, and score."""
-    threshold = decode_cfg.null_threshold
-    has_negatives = any(not ex.answers for ex in examples)
-    if tune_threshold and has_negatives:
-        threshold = choose_null_threshold(
-            examples,
-            features,
-            start_logits,
-            end_logits,
-            n_best=decode_cfg.n_best,
-            max_answer_length=decode_cfg.max_answer_length,
-            multi_span=decode_cfg.multi_span,
-            snap_to_sentence=decode_cfg.snap_to_sentence,
-            sentences=sentences,
-            metric=metric,
-        )
-    predictions = decode_predictions(
+    """Decode, optionally pick the null threshold that maximises `metric`, and score.
+
+    The windows' n-best spans are searched and merged once, for the sweep and the predictions."""
+    candidates = span_candidates(
         examples,
         features,
         start_logits,
         end_logits,
         n_best=decode_cfg.n_best,
         max_answer_length=decode_cfg.max_answer_length,
+    )
+    threshold = decode_cfg.null_threshold
+    has_negatives = any(not ex.answers for ex in examples)
+    if tune_threshold and has_negatives:
+        threshold = best_null_threshold(
+            examples,
+            candidates,
+            multi_span=decode_cfg.multi_span,
+            snap_to_sentence=decode_cfg.snap_to_sentence,
+            sentences=sentences,
+            metric=metric,
+        )
+    predictions = select_predictions(
+        examples,
+        candidates,
         null_threshold=threshold,
         multi_span=decode_cfg.multi_span,
         snap_to_sentence=decode_cfg.snap_to_sentence,

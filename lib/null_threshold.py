@@ -61,6 +61,26 @@ def choose_null_threshold(
         n_best=n_best,
         max_answer_length=max_answer_length,
     )
+    return best_null_threshold(
+        examples,
+        candidates,
+        multi_span=multi_span,
+        snap_to_sentence=snap_to_sentence,
+        sentences=sentences,
+        metric=metric,
+    )
+
+
+def best_null_threshold(
+    examples: Sequence[Example],
+    candidates: Sequence[SpanCandidates],
+    *,
+    multi_span: bool,
+    snap_to_sentence: bool,
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+    metric: str,
+) -> float:
+    """choose_null_threshold from already merged span_candidates (same order as `examples`)."""
     changes = []  # per example: (threshold, prediction from that threshold on)
     for ex, cand in zip(examples, candidates):
         post_sentences = sentences[ex.post_id]
