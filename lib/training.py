@@ -14,6 +14,7 @@ asked about every symptom they are ~90% of the data and carry little signal each
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -379,8 +380,12 @@ def train(
 
 
 def _finish(accelerator, model, run_dir: Path, trainer: TrainerState, evaluate, has_test: bool):
-    """Reload the best weights, score the test split with the validation-tuned threshold."""
+    """Reload the best weights, score the test split with the validation-tuned threshold.
+
+    The best model's validation metrics were written to metrics.json when it was selected (with
+    that threshold), so they are read back rather than recomputed."""
     accelerator.wait_for_everyone()
+    best_val = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["val"]
     best = load_qa_model(run_dir, require_head=True)
     accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(best.state_dict())
     saved = load_config(run_dir / "config.toml", base=None)
@@ -391,7 +396,7 @@ def _finish(accelerator, model, run_dir: Path, trainer: TrainerState, evaluate, 
         "steps": trainer.global_step,
         "stopped_early": trainer.stopped_early,
         "history": trainer.history,
-        "val": evaluate("val", tune=False, threshold=saved.decode.null_threshold).metrics,
+        "val": best_val,
     }
     if has_test:
         metrics["test"] = evaluate(
