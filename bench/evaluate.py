@@ -13,18 +13,24 @@ the weights; the predictions are meaningless); both sides share the same head.
 
   ours       lib.inference: eval_loader (windows sorted by length, each batch padded to its longest
              window rounded up to features.pad_to_multiple_of), predict_logits under an Accelerator
-             from lib.optimization.new_accelerator, then lib.decoding.decode_predictions.
+             from lib.optimization.new_accelerator (in bf16: on a bf16 copy of the weights), then
+             lib.decoding.decode_predictions.
   reference  transformers.BertForQuestionAnswering(attn_implementation="sdpa") prepared by the
-             same Accelerator (same autocast), windows in dataset order padded to max_length
-             (run_qa.py's pad_to_max_length default), torch.inference_mode, logits gathered to
-             numpy as Trainer.evaluation_loop does, then utils_qa.postprocess_qa_predictions'
-             SQuAD-v2 loop (below: per window argsort, top-n starts x top-n ends double loop,
-             per example sort, null test, softmax over the n-best), character level.
+             same Accelerator (bf16 autocast, Trainer's default), windows in dataset order padded
+             to max_length (run_qa.py's pad_to_max_length default), torch.inference_mode, logits
+             gathered to numpy as Trainer.evaluation_loop does, then
+             utils_qa.postprocess_qa_predictions' SQuAD-v2 loop (below: per window argsort, top-n
+             starts x top-n ends double loop, per example sort, null test, softmax over the
+             n-best), character level.
+  reference, bf16 weights   (bf16 only) the same with the model cast to bf16, as Trainer's
+             non-default bf16_full_eval=True does: what our bf16 inference gains over the
+             reference by padding, sorting and decoding alone.
 
 The timed region is logits + decoding, from feature windows to one predicted text per example
 (metrics excluded on both sides). The sides alternate, --repeat passes each after one untimed
-warm-up batch; the best pass of each is reported. `agree` is the share of examples where both
-predicted the same text: not 100% because bf16 kernels differ and the reference's top-n x top-n
+warm-up batch; the best pass of each is reported. "same predicted text" is the share of examples
+where a side predicted ours' text: not 100% because bf16 numbers differ (autocast vs bf16 weights,
+other kernels; with a fresh QA head many spans are near ties) and the reference's top-n x top-n
 grid can miss the best valid span that ours finds exactly.
 """
 
@@ -32,10 +38,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import os
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -276,10 +284,15 @@ def main() -> None:
     accelerator = new_accelerator(mixed_precision=precision)
     ours, our_loader, reference = accelerator.prepare(ours, our_loader, reference)
     reference.eval()
+    full_bf16 = None
+    if precision == "bf16":  # bf16_full_eval: the unwrapped model cast, no autocast
+        full_bf16 = copy.deepcopy(accelerator.unwrap_model(reference)).to(torch.bfloat16)
 
     def warm_up() -> None:
         with torch.inference_mode():
-            for model, loader in ((ours, our_loader), (reference, reference_loader)):
+            pairs = [(ours, our_loader), (reference, reference_loader)]
+            pairs += [(full_bf16, reference_loader)] if full_bf16 is not None else []
+            for model, loader in pairs:
                 batch = next(iter(loader))
                 model(
                     input_ids=batch["input_ids"],
@@ -290,21 +303,23 @@ def main() -> None:
     def our_pass():
         return run_ours(ours, our_loader, accelerator, examples, features, cfg.decode)
 
-    def reference_pass():
+    def reference_pass(model=reference):
         return run_reference(
-            reference, reference_loader, examples, feature_example_ids, offsets, cfg.decode
+            model, reference_loader, examples, feature_example_ids, offsets, cfg.decode
         )
 
     warm_up()
-    passes = {"ours": [], "reference": []}  # (total seconds, decoding seconds) per pass
+    sides = {"ours": our_pass, "reference": reference_pass}
+    if full_bf16 is not None:
+        sides["reference, bf16 weights"] = partial(reference_pass, full_bf16)
+    passes = {name: [] for name in sides}  # (total seconds, decoding seconds) per pass
     predictions = {}
     for turn in range(args.repeat):
-        order = (("ours", our_pass), ("reference", reference_pass))
+        order = list(sides.items())
         for name, fn in order if turn % 2 == 0 else order[::-1]:
             elapsed, (predictions[name], decode_s) = timed(fn)
             passes[name].append((elapsed, decode_s))
-    ours_text, reference_text = predictions["ours"], predictions["reference"]
-    agree = np.mean([ours_text[k] == reference_text[k] for k in ours_text])
+    ours_text = predictions["ours"]
 
     lengths = features.lengths()
     print(
@@ -318,21 +333,32 @@ def main() -> None:
         f"{cfg.decode.max_answer_length}; best of {args.repeat} alternating passes per side\n"
     )
     rows, best = {}, {name: min(passes[name]) for name in passes}
-    for name in ("ours", "reference"):
+    for name in sides:
         total, decode_s = best[name]
         rows[name] = {
             "examples/s": f"{len(examples) / total:.1f}",
             "windows/s": f"{len(features) / total:.1f}",
             "time per pass (s)": f"{total:.2f}",
             "of which decoding (s)": f"{decode_s:.3f}",
+            "speed ratio (ours / this)": f"{best[name][0] / best['ours'][0]:.2f}×",
+            "same predicted text as ours": (
+                f"{100 * np.mean([ours_text[k] == predictions[name][k] for k in ours_text]):.1f}%"
+            ),
         }
-    print("| | ours (lib) | reference (transformers + utils_qa loop) |")
-    print("|---|---:|---:|")
+    names = [name for name in sides if name != "ours"]
+    print(
+        "| | ours (lib) | "
+        + " | ".join(f"{n} (transformers + utils_qa loop)" for n in names)
+        + " |"
+    )
+    print("|---|" + "---:|" * len(sides))
     for key in rows["ours"]:
-        print(f"| {key} | {rows['ours'][key]} | {rows['reference'][key]} |")
-    ratio = best["reference"][0] / best["ours"][0]
-    print(f"| **speed ratio (ours / reference examples/s)** | **{ratio:.2f}×** | |")
-    print(f"| same predicted text | {100 * agree:.1f}% of examples | |")
+        values = [rows[name][key] for name in sides]
+        if key.startswith("speed"):
+            values = ["", *(f"**{v}**" for v in values[1:])]
+        if key.startswith("same"):
+            values = ["", *values[1:]]
+        print(f"| {key} | " + " | ".join(values) + " |")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,16 @@ sides train on the same windows: the first --windows windows (whole micro-batche
 order as lib.training.TrainingBatches draws it, or the whole epoch with --full; the --warmup
 untimed steps use epoch 1's first batches.
 
-  ours       the inner step of lib.training.train, copied line for line: lib features, the
+  ours       lib.training.training_step, the step train() runs: lib features, the
              length-grouped TrainingBatches, collate_windows padding each batch to its longest
              window rounded up to features.pad_to_multiple_of, lib.pretrained.load_qa_model,
-             span_marginal_loss, AdamW over lib.optimization.parameter_groups, the linear
+             span_marginal_loss, fused AdamW (lib.optimization.new_optimizer), the linear
              schedule, gradient clipping, all through an Accelerator (bf16 autocast on CPU).
   reference  transformers.BertForQuestionAnswering.from_pretrained(same folder,
              attn_implementation="sdpa"), every window padded to max_length (run_qa.py's
              pad_to_max_length default), its built-in loss (start/end cross-entropy on the first
-             gold span), the same AdamW groups, get_linear_schedule_with_warmup and clipping,
+             gold span), the same AdamW groups (fused: Trainer's default optim for torch >= 2.8),
+             get_linear_schedule_with_warmup and clipping,
              through an Accelerator as Trainer does. Same dropout rates as ours by default
              (--reference-dropout checkpoint: the checkpoint's attention dropout 0.1).
 Both QA heads start from the same seeded initialisation.
@@ -61,10 +62,14 @@ from lib.batching import WindowDataset, collate_windows  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from lib.data import build_dataset  # noqa: E402
 from lib.features import build_features  # noqa: E402
-from lib.loss import span_marginal_loss  # noqa: E402
-from lib.optimization import linear_warmup_decay, new_accelerator, parameter_groups  # noqa: E402
+from lib.optimization import (  # noqa: E402
+    linear_warmup_decay,
+    new_accelerator,
+    new_optimizer,
+    parameter_groups,
+)
 from lib.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
-from lib.training import TrainingBatches  # noqa: E402
+from lib.training import TrainingBatches, training_step  # noqa: E402
 
 SIDES = ("ours", "reference")
 MIB = 1024 * 1024
@@ -173,7 +178,10 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
         )
     reset_head(model.qa_outputs, seed=t.seed, std=model.config.initializer_range)
     model.train()
-    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr)
+    if side == "ours":
+        optimizer = new_optimizer(model, lr=t.lr, weight_decay=t.weight_decay)
+    else:  # Trainer's default optim for torch >= 2.8, "adamw_torch_fused"
+        optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr, fused=True)
     if side == "ours":
         scheduler = linear_warmup_decay(
             optimizer, warmup_steps=warmup_steps, total_steps=total_steps
@@ -189,25 +197,15 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
         model, optimizer, loader(timed), loader(warm), scheduler
     )
 
-    def our_step(batch) -> torch.Tensor:  # lib.training.train's loop body
-        with accelerator.accumulate(model):
-            start, end = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            loss = span_marginal_loss(
-                start,
-                end,
-                batch["attention_mask"],
-                batch["start_positions"],
-                batch["end_positions"],
-            )
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"ours: loss is {loss.item()}")
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and t.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+    our_step = partial(  # exactly lib.training.train's step
+        training_step,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        accelerator=accelerator,
+        span_loss=t.span_loss,
+        max_grad_norm=t.max_grad_norm,
+    )
 
     def reference_step(batch) -> torch.Tensor:  # Trainer.training_step + its optimizer step
         with accelerator.accumulate(model):

@@ -39,7 +39,7 @@ from lib.loss import span_marginal_loss
 from lib.optimization import (
     linear_warmup_decay,
     new_accelerator,
-    parameter_groups,
+    new_optimizer,
     resolve_mixed_precision,
 )
 from lib.pretrained import load_qa_model, load_tokenizer, save_qa_model
@@ -78,6 +78,41 @@ class RunningMean:
 
     def mean(self) -> float | None:
         return float(self.total) / self.count if self.count else None
+
+
+def training_step(
+    batch: dict[str, torch.Tensor],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    accelerator,
+    span_loss: str,
+    max_grad_norm: float,
+) -> torch.Tensor:
+    """One micro-batch: forward, span loss, backward; on the last micro-batch of an accumulation
+    window also clip, step the optimizer and the schedule (Accelerate's wrappers skip them on the
+    others). Returns the detached loss; a non-finite loss raises TrainingError before backward,
+    so the weights are never touched by it."""
+    with accelerator.accumulate(model):
+        start, end = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        loss = span_marginal_loss(
+            start,
+            end,
+            batch["attention_mask"],
+            batch["start_positions"],
+            batch["end_positions"],
+            combine=span_loss,
+        )
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss is {loss.item()}")
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def _dropout(value: float | str) -> float | None:
@@ -172,7 +207,7 @@ def train(
         attention_dropout=_dropout(cfg.model.attention_dropout),
         gradient_checkpointing=cfg.model.gradient_checkpointing,
     )
-    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr)
+    optimizer = new_optimizer(model, lr=t.lr, weight_decay=t.weight_decay)
     # The schedule is laid out in single-process optimizer steps: after `prepare` each of N
     # processes takes 1/N of them and AcceleratedScheduler advances the schedule N times a step.
     schedule_steps = t.epochs * math.ceil(len(train_loader) / t.grad_accum)
@@ -306,6 +341,14 @@ def train(
         dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,  # log files get a line per 30 s
     )
+    step_args = dict(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        accelerator=accelerator,
+        span_loss=t.span_loss,
+        max_grad_norm=t.max_grad_norm,
+    )
     model.train()
     started, seen = time.perf_counter(), 0
     loss_since_eval = RunningMean()
@@ -316,31 +359,15 @@ def train(
         if trainer.batches_in_epoch:
             loader = accelerator.skip_first_batches(train_loader, trainer.batches_in_epoch)
         for batch in loader:
-            with accelerator.accumulate(model):
-                start, end = model(
-                    batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-                )
-                loss = span_marginal_loss(
-                    start,
-                    end,
-                    batch["attention_mask"],
-                    batch["start_positions"],
-                    batch["end_positions"],
-                    combine=t.span_loss,
-                )
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss is {loss.item()} at step {trainer.global_step + 1} (epoch "
-                        f"{trainer.epoch + 1}); try a lower train.lr or train.mixed_precision=no"
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and t.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            try:
+                loss = training_step(batch, **step_args)
+            except TrainingError as error:
+                raise TrainingError(
+                    f"{error} at step {trainer.global_step + 1} (epoch {trainer.epoch + 1}); "
+                    "try a lower train.lr or train.mixed_precision=no"
+                ) from None
             trainer.batches_in_epoch += 1
-            loss_since_eval.add(loss.detach())
+            loss_since_eval.add(loss)
             seen += batch["input_ids"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue

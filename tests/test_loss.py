@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from lib.loss import span_marginal_loss
-from lib.optimization import linear_warmup_decay, parameter_groups, resolve_mixed_precision
+from lib.optimization import (
+    linear_warmup_decay,
+    new_optimizer,
+    parameter_groups,
+    resolve_mixed_precision,
+)
 
 
 def _logits(b=3, t=13, seed=0):
@@ -60,6 +65,24 @@ def test_every_parameter_in_exactly_one_group():
     assert len(set(ids)) == len(ids)
     assert {p.shape for p in decay["params"]} == {torch.Size([7, 5]), torch.Size([3, 7])}
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+
+
+def test_optimizer_is_fused_adamw_and_steps_like_the_loop():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7))
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7))
+    reference.load_state_dict(model.state_dict())
+    fused = new_optimizer(model, lr=0.1, weight_decay=0.01)
+    loop = torch.optim.AdamW(parameter_groups(reference, 0.01), lr=0.1, foreach=False)
+    assert fused.defaults["fused"] is True
+    assert [g["weight_decay"] for g in fused.param_groups] == [0.01, 0.0]
+    for _ in range(3):
+        for net, opt in ((model, fused), (reference, loop)):
+            net(torch.ones(2, 5)).square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_linear_warmup_then_decay():

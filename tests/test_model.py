@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,8 +14,10 @@ from lib.model import (
     BertConfig,
     BertForQuestionAnswering,
     BertModel,
-    attention_with_dropout,
+    Dropout,
     random_keep_mask,
+    use_written_out_attention,
+    written_out_attention,
 )
 
 TINY = BertConfig(
@@ -117,7 +120,7 @@ def oracle_attention(query, key, value, padding, keep, drop_p):
 
 
 @pytest.mark.parametrize("drop_p", [0.0, 0.3])
-def test_attention_with_dropout_matches_oracle(drop_p):
+def test_written_out_attention_matches_oracle(drop_p):
     generator = torch.Generator().manual_seed(1)
     query, key, value = torch.randn(3, 3, 4, 13, 7, generator=generator)  # (B, nh, T, hd) each
     padding = torch.ones(3, 13, dtype=torch.bool)
@@ -125,7 +128,7 @@ def test_attention_with_dropout_matches_oracle(drop_p):
     torch.manual_seed(5)
     keep, used_p = random_keep_mask(torch.Size((3, 4, 13, 13)), drop_p, torch.device("cpu"))
     torch.manual_seed(5)
-    ours = attention_with_dropout(query, key, value, padding[:, None, None, :], drop_p)
+    ours = written_out_attention(query, key, value, padding[:, None, None, :], drop_p)
     expected = oracle_attention(query, key, value, padding, keep, used_p)
     assert (ours.double() - expected).abs().max().item() <= 1e-5
     if drop_p == 0.0:
@@ -135,7 +138,7 @@ def test_attention_with_dropout_matches_oracle(drop_p):
         assert (ours - sdpa).abs().max().item() <= 1e-5
 
 
-def test_attention_with_dropout_gradients():
+def test_written_out_attention_gradients():
     generator = torch.Generator().manual_seed(2)
     inputs = [torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64) for _ in range(3)]
     for tensor in inputs:
@@ -144,7 +147,7 @@ def test_attention_with_dropout_gradients():
 
     def attention(q, k, v):
         torch.manual_seed(3)  # the same dropout mask on every call
-        return attention_with_dropout(q, k, v, padding, 0.4)
+        return written_out_attention(q, k, v, padding, 0.4)
 
     assert torch.autograd.gradcheck(attention, inputs)
 
@@ -157,6 +160,58 @@ def test_keep_mask_rate(count):
     tolerance = 5 * math.sqrt(0.09 / count)  # five standard deviations
     assert abs(keep.float().mean().item() - 0.9) < tolerance
     assert random_keep_mask(torch.Size((4, 5)), 0.0, torch.device("cpu"))[0].all()
+
+
+def test_dropout_keeps_scales_and_passes_gradients():
+    dropout = Dropout(0.25).train()
+    hidden = torch.full((7, 11, 13), 2.0, requires_grad=True)
+    torch.manual_seed(4)
+    out = dropout(hidden)
+    torch.manual_seed(4)
+    keep, used_p = random_keep_mask(hidden.shape, 0.25, hidden.device)
+    assert torch.equal(out, torch.where(keep, 2.0 / (1 - used_p), 0.0))
+    out.sum().backward()
+    assert torch.equal(hidden.grad, torch.where(keep, 1 / (1 - used_p), 0.0))
+    assert 0.6 < keep.float().mean().item() < 0.9
+    bf16 = torch.ones(5, 9, dtype=torch.bfloat16)
+    assert dropout(bf16).dtype == torch.bfloat16
+    assert torch.equal(dropout.eval()(hidden), hidden)
+    assert dict(dropout.state_dict()) == {} and isinstance(dropout, torch.nn.Dropout)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "seq_len", "drop_p", "grad", "expected"),
+    [
+        (torch.float32, 13, 0.0, True, False),  # fp32: SDPA's flash backward is faster
+        (torch.float32, 13, 0.1, True, True),  # SDPA with dropout takes a slow path
+        (torch.bfloat16, 256, 0.0, True, True),  # bf16, short windows
+        (torch.bfloat16, 257, 0.0, True, False),  # bf16, long windows
+        (torch.bfloat16, 13, 0.1, False, False),  # no backward pass: SDPA's forward is faster
+    ],
+)
+def test_written_out_attention_dispatch(dtype, seq_len, drop_p, grad, expected):
+    query = torch.zeros(1, 1, seq_len, 4, dtype=dtype)
+    with torch.set_grad_enabled(grad):
+        assert use_written_out_attention(query, drop_p) is expected
+
+
+def test_bf16_training_path_matches_inference_path():
+    """Train mode without dropout under bf16 autocast (written-out attention) gives the logits
+    of eval mode (SDPA), up to bf16 rounding. Large weights make attention sharp, so that
+    ignoring the padding mask would move the logits by ~0.8."""
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(dataclasses.replace(TINY, initializer_range=0.3))
+    ids = torch.randint(1, TINY.vocab_size, (3, 13))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            expected = model.eval()(ids, mask)
+        got = model.train()(ids, mask)
+    for a, b in zip(got, expected, strict=True):
+        assert a.requires_grad
+        assert b.abs().max().item() > 1.0
+        assert (a.detach() - b)[mask.bool()].abs().max().item() <= 0.1
 
 
 def loss_and_grads(model: BertForQuestionAnswering, batch, seed: int):
