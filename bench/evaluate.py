@@ -26,7 +26,8 @@ the weights; the predictions are meaningless); both sides share the same head.
              non-default bf16_full_eval=True does: what our bf16 inference gains over the
              reference by padding, sorting and decoding alone.
 
-The timed region is logits + decoding, from feature windows to one predicted text per example
+Both sides run in one process, which keeps freed host memory for reuse as evaluate.py does on
+CPU (lib.host_memory). The timed region is logits + decoding, from feature windows to one predicted text per example
 (metrics excluded on both sides). The sides alternate, --repeat passes each after one untimed
 warm-up batch; the best pass of each is reported. "same predicted text" is the share of examples
 where a side predicted ours' text: not 100% because bf16 numbers differ (autocast vs bf16 weights,
@@ -58,6 +59,7 @@ from lib.config import load_config  # noqa: E402
 from lib.data import build_dataset  # noqa: E402
 from lib.decoding import decode_predictions  # noqa: E402
 from lib.features import build_features  # noqa: E402
+from lib.host_memory import keep_freed_memory  # noqa: E402
 from lib.inference import eval_loader, predict_logits  # noqa: E402
 from lib.optimization import new_accelerator, resolve_mixed_precision  # noqa: E402
 from lib.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
@@ -241,6 +243,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     os.chdir(ROOT)
+    keep_freed_memory()  # as evaluate.py does on CPU; one process, so both sides get it
     cfg = load_config(ROOT / "demo.toml", args.overrides)
     threads = args.threads or cfg.train.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -1,7 +1,8 @@
 """Benchmark: one epoch of demo training, ours vs the same model trained the transformers way.
 
     python bench/train.py [--windows 256 | --full] [--warmup 2] [--chunk 4] [--threads N]
-                          [--reference-dropout same|checkpoint] [key=value ...]
+                          [--reference-dropout same|checkpoint] [--reference-keep-memory]
+                          [key=value ...]
 
 Settings are demo.toml's (+ key=value overrides): minilm-l6, the demo corpus, max_length 256,
 stride 64, batch 16, bf16 autocast, attention dropout 0, no_answer_fraction and lr as demo.toml sets them. Both
@@ -21,6 +22,8 @@ untimed steps use epoch 1's first batches.
              get_linear_schedule_with_warmup and clipping,
              through an Accelerator as Trainer does. Same dropout rates as ours by default
              (--reference-dropout checkpoint: the checkpoint's attention dropout 0.1).
+             Ours keeps freed host memory for reuse (lib.host_memory.keep_freed_memory, as
+             train() does on CPU); --reference-keep-memory gives the reference that too.
 Both QA heads start from the same seeded initialisation.
 
 Each side runs in its own subprocess (so that its peak RSS, ru_maxrss, is its own); the parent
@@ -62,6 +65,7 @@ from lib.batching import WindowDataset, collate_windows  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from lib.data import build_dataset  # noqa: E402
 from lib.features import build_features  # noqa: E402
+from lib.host_memory import keep_freed_memory  # noqa: E402
 from lib.optimization import (  # noqa: E402
     linear_warmup_decay,
     new_accelerator,
@@ -138,6 +142,8 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
     from accelerate.utils import set_seed
 
     t = cfg.train
+    if side == "ours" or args.reference_keep_memory:
+        keep_freed_memory()
     set_seed(t.seed)
     folder = resolve_model_dir(cfg.model.name)
     pad_id = tokenizer.token_to_id("[PAD]")
@@ -268,6 +274,7 @@ class Side:
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
         command += ["--threads", str(threads), "--windows", str(args.windows)]
         command += ["--warmup", str(args.warmup), "--reference-dropout", args.reference_dropout]
+        command += ["--reference-keep-memory"] if args.reference_keep_memory else []
         command += ["--full"] if args.full else []
         env = dict(os.environ, TRANSFORMERS_VERBOSITY="error", TQDM_DISABLE="1")
         self.name = name
@@ -342,6 +349,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4, help="steps per turn")
     parser.add_argument("--threads", type=int, default=0, help="0 = train.threads or torch's")
     parser.add_argument("--reference-dropout", choices=("same", "checkpoint"), default="same")
+    parser.add_argument("--reference-keep-memory", action="store_true")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_args()
@@ -394,7 +402,8 @@ def main() -> None:
         f"L = {layers}, d = {hidden}; precision {cfg.train.mixed_precision}; batch "
         f"{cfg.train.batch_size}, max_length {cfg.features.max_length}, stride "
         f"{cfg.features.doc_stride}, lr {cfg.train.lr}, no_answer_fraction "
-        f"{cfg.train.no_answer_fraction}; reference attention dropout: {args.reference_dropout}\n"
+        f"{cfg.train.no_answer_fraction}; reference attention dropout: {args.reference_dropout}, reference keeps freed memory: "
+        f"{'yes' if args.reference_keep_memory else 'no'}\n"
         f"timed: {n_windows} windows ({len(timed)} steps{', the whole epoch' if args.full else ''}"
         f" of an epoch of {epoch_windows} windows / {len(epoch)} steps), {args.warmup} warm-up "
         f"steps each excluded, sides alternating every {args.chunk} steps\n"

@@ -30,6 +30,7 @@ from lib.decoding import Prediction
 from lib.errors import UserError
 from lib.examples import build_examples
 from lib.features import build_features
+from lib.host_memory import keep_freed_memory
 from lib.inference import eval_loader, evaluate_examples, predict_logits
 from lib.metrics import covered_sentences
 from lib.optimization import new_accelerator, resolve_mixed_precision
@@ -167,6 +168,8 @@ def evaluate_run(
     accelerator = new_accelerator(
         mixed_precision=resolve_mixed_precision(precision or cfg.train.mixed_precision, device)
     )
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
     model, loader = accelerator.prepare(model, loader)
     start, end = predict_logits(model, loader, accelerator, len(features))
     sentences = {pid: split_sentences(post.text) for pid, post in chosen.posts.items()}

@@ -34,6 +34,7 @@ from lib.config import Config, dump_config, load_config, with_overrides
 from lib.data import build_dataset
 from lib.errors import RunError, UserError
 from lib.features import build_features
+from lib.host_memory import keep_freed_memory
 from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
 from lib.loss import span_marginal_loss
 from lib.optimization import (
@@ -234,6 +235,8 @@ def train(
         project_dir=str(run_dir),
         dynamo_backend="inductor" if t.compile else "no",
     )
+    if accelerator.device.type == "cpu" and keep_freed_memory():
+        log.info("host memory: freed blocks are kept for reuse (lib/host_memory.py)")
     model, optimizer, train_loader, scheduler, *prepared = accelerator.prepare(
         model, optimizer, train_loader, scheduler, *loaders.values()
     )
