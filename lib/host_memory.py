@@ -9,7 +9,11 @@ after `keep_freed_memory()` 2.9 ms, zeroing a kept buffer 1.0 ms; in a demo trai
 word-embedding gradient's zero-fill alone took ~50 ms of ~560 ms. Raising glibc's mmap and trim
 thresholds (mallopt(3)) keeps such blocks in the heap, which is what jemalloc or tcmalloc do
 when preloaded, as PyTorch's CPU performance guide recommends. The price: the process keeps its
-peak heap instead of shrinking between steps. Other C libraries and platforms: a no-op.
+peak heap instead of shrinking between steps, and glibc's heap can fragment (a freed block that
+a small allocation has nibbled is not reused for the next block of the same size: the reason
+the test checks retention only). Measured over 3 demo epochs (366 steps) the resident size
+levelled off at 2.07 GB, against a 2.03 GB peak for an epoch without it. Other C libraries and
+platforms: a no-op.
 """
 
 from __future__ import annotations
