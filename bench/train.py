@@ -10,7 +10,7 @@ sides train on the same windows: the first --windows windows (whole micro-batche
 order as lib.training.TrainingBatches draws it, or the whole epoch with --full; the --warmup
 untimed steps use epoch 1's first batches.
 
-  ours       lib.training.training_step, the step train() runs: lib features, the
+  ours       lib.training_step.training_step, the step train() runs: lib features, the
              length-grouped TrainingBatches, collate_windows padding each batch to its longest
              window rounded up to features.pad_to_multiple_of, lib.pretrained.load_qa_model,
              span_marginal_loss, fused AdamW (lib.optimization.new_optimizer), the linear
@@ -73,7 +73,8 @@ from lib.optimization import (  # noqa: E402
     parameter_groups,
 )
 from lib.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
-from lib.training import TrainingBatches, training_step  # noqa: E402
+from lib.training import TrainingBatches  # noqa: E402
+from lib.training_step import training_step  # noqa: E402
 
 SIDES = ("ours", "reference")
 MIB = 1024 * 1024

@@ -32,11 +32,10 @@ from tqdm.auto import tqdm
 from lib.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.config import Config, dump_config, load_config, with_overrides
 from lib.data import build_dataset
-from lib.errors import RunError, UserError
+from lib.errors import UserError
 from lib.features import build_features
 from lib.host_memory import keep_freed_memory
 from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
-from lib.loss import span_marginal_loss
 from lib.optimization import (
     linear_warmup_decay,
     new_accelerator,
@@ -57,63 +56,9 @@ from lib.run_dir import (
     write_text_atomic,
 )
 from lib.sentences import split_sentences
+from lib.training_step import RunningMean, TrainingError, training_step
 
 log = logging.getLogger("lib.training")
-
-
-class TrainingError(RunError):
-    """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
-
-
-class RunningMean:
-    """Mean of the micro-batch losses since the last reset, summed on device (no sync per step)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def add(self, value: torch.Tensor) -> None:
-        self.total, self.count = self.total + value.float(), self.count + 1
-
-    def mean(self) -> float | None:
-        return float(self.total) / self.count if self.count else None
-
-
-def training_step(
-    batch: dict[str, torch.Tensor],
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    accelerator,
-    span_loss: str,
-    max_grad_norm: float,
-) -> torch.Tensor:
-    """One micro-batch: forward, span loss, backward; on the last micro-batch of an accumulation
-    window also clip, step the optimizer and the schedule (Accelerate's wrappers skip them on the
-    others). Returns the detached loss; a non-finite loss raises TrainingError before backward,
-    so the weights are never touched by it."""
-    with accelerator.accumulate(model):
-        start, end = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        loss = span_marginal_loss(
-            start,
-            end,
-            batch["attention_mask"],
-            batch["start_positions"],
-            batch["end_positions"],
-            combine=span_loss,
-        )
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss is {loss.item()}")
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and max_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
 
 
 def _dropout(value: float | str) -> float | None:
