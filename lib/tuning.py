@@ -173,11 +173,15 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
             catch=(Exception,),
         )
     except KeyboardInterrupt:
-        log.warning("interrupted: the running trial was stopped; writing the summary")
+        # Optuna has recorded the running trial as FAIL and the objective removed its run dir.
+        log.warning("interrupted: writing the summary of the trials so far (no retraining)")
+        write_summary(cfg, study, train_fn, retrain=False)
+        log.warning("summary: %s", study_dir(cfg) / "best.json")
+        raise  # tune.py exits 130; running it again continues the study
     return write_summary(cfg, study, train_fn)
 
 
-def write_summary(cfg: Config, study: optuna.Study, train_fn) -> dict:
+def write_summary(cfg: Config, study: optuna.Study, train_fn, retrain: bool = True) -> dict:
     folder = study_dir(cfg)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     summary: dict[str, Any] = {
@@ -190,7 +194,7 @@ def write_summary(cfg: Config, study: optuna.Study, train_fn) -> dict:
     if complete:
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
-        if cfg.tune.retrain_best:
+        if cfg.tune.retrain_best and retrain:
             retrain = with_overrides(
                 cfg,
                 {

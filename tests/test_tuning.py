@@ -2,8 +2,10 @@
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -104,6 +106,46 @@ def test_two_workers_share_a_journal(tmp_path, tune_overrides):
     assert len(trials) == 4 and sorted(numbers) == [0, 1, 2, 3]
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert (tmp_path / "tiny" / "best" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_records_the_running_trial_and_writes_the_summary(tmp_path, tune_overrides):
+    args = [
+        *tune_overrides,
+        "tune.n_trials=5",
+        "tune.pruner=none",
+        "tune.space={ 'train.lr' = { low = 1e-3, high = 5e-3 } }",
+        "train.epochs=6",  # trials long enough that the signal lands inside one
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "tune.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    deadline = time.monotonic() + 300
+    states: list[str] = []
+    # wait until a trial has completed and the next one is training
+    while "COMPLETE" not in states or states[-1] != "RUNNING":
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no trial running after a complete one: {states} {proc.stderr.read()}")
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="tiny", storage=storage)
+        except KeyError:  # the study is not created yet
+            continue
+        states = [t.state.name for t in study.trials]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: writing the summary" in err, err[-2000:]
+    ended = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
+    assert ended[-1] == "FAIL" and set(ended[:-1]) == {"COMPLETE"}  # the running one: FAIL
+    summary = json.loads((tmp_path / "tiny" / "best.json").read_text())
+    assert summary["trials"]["COMPLETE"] == len(ended) - 1 and summary["trials"]["FAIL"] == 1
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir() if p.is_dir()) == ["best"]
 
 
 def test_bad_search_space_is_rejected_at_load(tiny_overrides, tmp_path):
