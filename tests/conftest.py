@@ -12,18 +12,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from tiny import TINY_CONFIG  # noqa: E402
 
-# Distinct odd sizes, so a transposed or mis-split tensor cannot pass by having the right shape.
-TINY_CONFIG = {
-    "hidden_size": 36,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 3,
-    "intermediate_size": 37,
-    "max_position_embeddings": 41,
-    "type_vocab_size": 2,
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-}
 # A cased WordPiece vocabulary: `Sleep` and `sleep` are different tokens.
 TINY_VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

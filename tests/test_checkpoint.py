@@ -10,24 +10,11 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
+from tiny import max_diff_on_tokens, random_batch
 
 from lib import load_encoder, load_qa_model, load_tokenizer
 from lib.errors import UserError
 from lib.pretrained import resolve_model_dir, save_qa_model
-
-
-def random_batch(config, batch: int = 3, seq_len: int = 13, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, config.vocab_size, (batch, seq_len), generator=generator)
-    types = torch.randint(0, 2, (batch, seq_len), generator=generator)
-    mask = torch.ones(batch, seq_len, dtype=torch.long)
-    mask[1, 9:] = 0
-    mask[2, 4:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-
-def max_diff_on_tokens(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> float:
-    return (ours - theirs)[mask.bool()].abs().max().item()
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:

@@ -4,21 +4,11 @@ import dataclasses
 
 import pytest
 import torch
+from tiny import TINY
 
 from lib.inference import inference_copy, predict_logits
-from lib.model import BertConfig, BertForQuestionAnswering
+from lib.model import BertForQuestionAnswering
 from lib.optimization import new_accelerator
-
-TINY = BertConfig(  # odd sizes, so a swapped dimension fails loudly
-    vocab_size=53,
-    hidden_size=36,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=41,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
 
 LENGTHS = [(13, 9, 13), (7, 7, 5)]  # two batches of windows, padded per batch
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import transformers
+from tiny import TINY, max_diff_on_tokens, random_batch
 
 from lib import load_encoder, load_tokenizer
 from lib.model import (
@@ -19,16 +20,6 @@ from lib.model import (
     written_out_attention,
 )
 
-TINY = BertConfig(
-    vocab_size=53,
-    hidden_size=36,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=41,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
 PAIRS = [
     ("How do you sleep?", "I can't sleep at night; I wake up at 4am and lie there until dawn."),
     ("Tired?", "Exhausted."),
@@ -49,20 +40,6 @@ def batch_from(encodings) -> dict[str, torch.Tensor]:
         types[row, : len(e.ids)] = torch.tensor(e.type_ids)
         mask[row, : len(e.ids)] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-
-def random_batch(config: BertConfig, batch: int = 3, seq_len: int = 13, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, config.vocab_size, (batch, seq_len), generator=generator)
-    types = torch.randint(0, 2, (batch, seq_len), generator=generator)
-    mask = torch.ones(batch, seq_len, dtype=torch.long)
-    mask[1, 9:] = 0
-    mask[2, 4:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-
-def max_diff_on_tokens(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> float:
-    return (ours - theirs)[mask.bool()].abs().max().item()
 
 
 def test_minilm_matches_transformers(minilm_dir):
