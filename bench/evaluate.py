@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import os
 import platform
 import sys
@@ -60,7 +59,7 @@ from lib.data import build_dataset  # noqa: E402
 from lib.decoding import decode_predictions  # noqa: E402
 from lib.features import build_features  # noqa: E402
 from lib.host_memory import keep_freed_memory  # noqa: E402
-from lib.inference import eval_loader, predict_logits  # noqa: E402
+from lib.inference import eval_loader, inference_copy, predict_logits  # noqa: E402
 from lib.optimization import new_accelerator, resolve_mixed_precision  # noqa: E402
 from lib.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
 
@@ -289,7 +288,7 @@ def main() -> None:
     reference.eval()
     full_bf16 = None
     if precision == "bf16":  # bf16_full_eval: the unwrapped model cast, no autocast
-        full_bf16 = copy.deepcopy(accelerator.unwrap_model(reference)).to(torch.bfloat16)
+        full_bf16 = inference_copy(accelerator.unwrap_model(reference))
 
     def warm_up() -> None:
         with torch.inference_mode():

@@ -187,13 +187,11 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
     model.train()
     if side == "ours":
         optimizer = new_optimizer(model, lr=t.lr, weight_decay=t.weight_decay)
-    else:  # Trainer's default optim for torch >= 2.8, "adamw_torch_fused"
-        optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr, fused=True)
-    if side == "ours":
         scheduler = linear_warmup_decay(
             optimizer, warmup_steps=warmup_steps, total_steps=total_steps
         )
-    else:
+    else:  # Trainer's default optim for torch >= 2.8, "adamw_torch_fused"
+        optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr, fused=True)
         scheduler = transformers.get_linear_schedule_with_warmup(
             optimizer, warmup_steps, total_steps
         )
