@@ -7,14 +7,13 @@ python evaluate.py RUN_DIR --predict POSTS [--symptoms FATIGUE,ANHEDONIA]
 python evaluate.py RUN_DIR decode.multi_span=true decode.snap_to_sentence=true
 """
 
-import argparse
 import json
 
-from lib.errors import run_cli
+from lib.errors import ArgumentParser, run_cli
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Evaluate a trained run directory.")
+    parser = ArgumentParser(description="Evaluate a trained run directory.")
     parser.add_argument("run_dir", help="a run directory written by train.py")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     parser.add_argument(

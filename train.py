@@ -6,24 +6,23 @@
 The last line printed is `run: <run directory>`.
 """
 
-import argparse
 import logging
 
-from lib.errors import run_cli
+from lib.errors import ArgumentParser, run_cli
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser = ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--config", help="TOML overlay applied on top of config.toml")
     parser.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.lr=5e-5")
     args = parser.parse_args()
 
     from accelerate import PartialState
 
-    from lib.config import load_config
+    from lib.run_setup import load_train_config
     from lib.training import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_train_config(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # not a line per saved file
     metrics = train(cfg)

@@ -6,15 +6,14 @@
 Writes runs/<study>/best (the best trial's run directory), best.json and trials.csv.
 """
 
-import argparse
 import json
 import logging
 
-from lib.errors import run_cli
+from lib.errors import ArgumentParser, run_cli
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Tune hyper-parameters with Optuna.")
+    parser = ArgumentParser(description="Tune hyper-parameters with Optuna.")
     parser.add_argument("--config", help="TOML overlay applied on top of config.toml")
     parser.add_argument("overrides", nargs="*", help="dotted key=value, e.g. tune.n_trials=10")
     args = parser.parse_args()

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lib.errors import UserError
+from lib.files import write_atomically
 from lib.model import ACTIVATIONS, BertConfig, BertForQuestionAnswering, BertModel
 
 log = logging.getLogger(__name__)
@@ -127,18 +126,6 @@ def config_json_for_qa(config: BertConfig) -> dict:
 # reading weight files
 
 
-def write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(temp_path) next to `path`, then rename over it: readers never see half a file."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
@@ -160,7 +147,7 @@ def convert_to_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None
         seen_storages.add(storage)
     try:
         write_atomically(path, lambda temp: save_file(plain, temp, metadata={"format": "pt"}))
-    except OSError as err:
+    except (OSError, UserError) as err:  # a read-only model folder still loads
         log.info("could not write %s (%s); will read pytorch_model.bin again next time", path, err)
     else:
         log.info("converted pytorch_model.bin to %s", path)

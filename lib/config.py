@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.errors import UserError
+from lib.errors import UserError, path_error
 
 DSM_SYMPTOMS = (
     "DEPRESSED_MOOD",
@@ -185,6 +185,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # no key means "unlimited" by inf: 0 does that
+                raise UserError(f"config key {key}: expected a finite number, got {value!r}")
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -236,9 +238,18 @@ def _merge(base: dict, update: dict) -> dict:
 def _read_toml(path: str | Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            return tomllib.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a folder, not a TOML file") from None
+    except OSError as err:
+        raise path_error(path, "read the config file", err) from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"config file {path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+            f"offset {err.start}); TOML files are UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"config file {path}: invalid TOML: {err}") from None
 

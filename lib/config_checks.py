@@ -47,14 +47,44 @@ def _check_space(cfg: Config) -> None:
         if "low" not in spec or "high" not in spec:
             raise UserError(f"{key}: needs low and high (or choices)")
         low, high = spec["low"], spec["high"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-            raise UserError(f"{key}: low and high must be numbers, got {low!r} and {high!r}")
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in (low, high)
+        ):
+            raise UserError(f"{key}: low and high must be finite numbers, got {low!r} and {high!r}")
         if not low < high:
             raise UserError(f"{key}: empty range, low={low} must be < high={high}")
         if spec.get("log") and low <= 0:
             raise UserError(f"{key}: log scale needs low > 0, got low={low}")
         if "step" in spec and spec.get("log"):
             raise UserError(f"{key}: step and log cannot be combined")
+
+
+# accelerate's tracker names (accelerate.utils.LoggerType), spelled here so that a config is
+# checked without importing accelerate; whether the package is installed is checked by train().
+TRACKERS = (
+    "all", "aim", "tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "clearml", "dvclive",
+    "swanlab",
+)  # fmt: skip
+MAX_NAME = 200
+
+
+def check_name(key: str, name: str, *, allow_empty: bool) -> None:
+    """A name from config becomes a folder under train.output_dir: one safe path component,
+    so nothing is ever written outside it (DESIGN §10)."""
+    if not name:
+        _require(allow_empty, f"{key} must not be empty")
+        return
+    problem = None
+    if name in (".", "..") or "/" in name or "\\" in name:
+        problem = "must be a single folder name, not a path"
+    elif name.startswith("."):
+        problem = "must not start with '.' (hidden names are kept for temporary files)"
+    elif name != name.strip() or not name.isprintable():
+        problem = "must not contain control characters or leading/trailing spaces"
+    elif len(name) > MAX_NAME:
+        problem = f"must be at most {MAX_NAME} characters"
+    _require(problem is None, f"{key}={name!r} {problem}")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -137,6 +167,21 @@ def validate(cfg: Config) -> None:
         is_valid_metric(t.metric, d.symptoms),
         f"train.metric {t.metric!r} is not a metric{did_you_mean(t.metric, list(METRIC_NAMES), '')}"
         f"; choose one of {', '.join(METRIC_NAMES)} or SYMPTOM/sentence_f1",
+    )
+    check_name("train.run_name", t.run_name, allow_empty=True)
+    check_name("tune.study_name", cfg.tune.study_name, allow_empty=False)
+    _require(bool(t.output_dir.strip()), "train.output_dir must not be empty")
+    for tracker in t.log_with:
+        _require(
+            tracker in TRACKERS,
+            f"train.log_with: unknown tracker {tracker!r}"
+            f"{did_you_mean(tracker, list(TRACKERS), '')}; choose from {', '.join(TRACKERS)}",
+        )
+    storage = cfg.tune.storage
+    _require(
+        storage.startswith("journal:") or "://" in storage,
+        f"tune.storage={storage!r} must be journal:PATH, sqlite:///PATH or a database URL "
+        "(e.g. postgresql://user@host/db)",
     )
     _require(cfg.tune.n_trials >= 1, "tune.n_trials must be >= 1")
     _require(cfg.tune.timeout >= 0, "tune.timeout must be >= 0 (0 = none)")

@@ -11,11 +11,12 @@ import csv
 import difflib
 import io
 import json
+import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.errors import UserError, path_error
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,16 @@ ANNOTATION_COLUMNS = ("post_id", "sentence_id", "sentence_text", "DSM5_symptom",
 OPTIONAL_ANNOTATION_COLUMNS = ("explanation",)
 
 
+MAX_FIELD = 2**31 - 1  # the largest limit csv accepts on every platform (a C long)
+VISIBLE = ("L", "N", "P", "S")  # Unicode categories of characters a reader can see
+
+
+def is_blank(text: str) -> bool:
+    """True when `text` has no letter, digit, punctuation or symbol: only whitespace, control,
+    format (zero-width) or combining characters -- nothing the model or a reader could use."""
+    return not any(unicodedata.category(ch)[0] in VISIBLE for ch in text)
+
+
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close:
@@ -97,7 +108,10 @@ def _read_text(path: Path, what: str) -> str:
         raise UserError(f"{path}: {what} file not found")
     if not path.is_file():
         raise UserError(f"{path}: not a file (expected the {what} file)")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise path_error(path, f"read the {what} file", err) from None
     if not data.strip():
         raise UserError(f"{path}: empty file (expected the {what} file)")
     try:
@@ -127,6 +141,8 @@ def _where_bad_byte(path: Path, data: bytes, err: UnicodeDecodeError) -> str:
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
     """(spreadsheet row number, fields) for every non-blank record, header included."""
+    # The csv module refuses fields over 131,072 characters by default; a post may be megabytes.
+    csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     row = 0
     try:
@@ -181,7 +197,7 @@ def _add_post(posts: dict[str, Post], first_seen: dict, where: str, pid: str, te
         raise UserError(f"{where}, column post_id: empty post_id")
     if pid in posts:
         raise UserError(f"{where}, column post_id: duplicate post_id {pid!r} ({first_seen[pid]})")
-    if not text.strip():
+    if is_blank(text):
         raise UserError(f"{where}, column text: empty text for post {pid!r}")
     posts[pid] = Post(pid, text)
     first_seen[pid] = f"first seen at {where.split(': ', 1)[1]}"
@@ -201,13 +217,20 @@ def _posts_from_csv(path: Path, text: str) -> dict[str, Post]:
     return posts
 
 
+def _json_reason(err: json.JSONDecodeError) -> str:
+    # json's messages expect a position after them ("Unterminated string starting at")
+    return err.msg.removesuffix(" at").removesuffix(" starting")
+
+
 def _posts_from_json(path: Path, text: str) -> dict[str, Post]:
     """JSONL (one object per line), or a .json file holding one array of such objects."""
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as err:
-            raise UserError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
+            raise UserError(
+                f"{path}: line {err.lineno}, column {err.colno}: invalid JSON ({_json_reason(err)})"
+            ) from None
         records = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
     else:
         records = []
@@ -218,7 +241,7 @@ def _posts_from_json(path: Path, text: str) -> dict[str, Post]:
                 records.append((f"line {number}", json.loads(line)))
             except json.JSONDecodeError as err:
                 raise UserError(
-                    f"{path}: line {number}: invalid JSON ({err.msg} at column {err.colno})"
+                    f"{path}: line {number}, column {err.colno}: invalid JSON ({_json_reason(err)})"
                 ) from None
     posts: dict[str, Post] = {}
     first_seen: dict[str, str] = {}
@@ -285,7 +308,7 @@ def load_annotations(
                 f"{where} sentence_id: {sid!r} is not {pid}_<k> "
                 "(k = the sentence's 0-based index in the post)"
             )
-        if not value["sentence_text"].strip():
+        if is_blank(value["sentence_text"]):
             raise UserError(f"{where} sentence_text: empty text")
         symptom = value["DSM5_symptom"].strip()
         if symptom not in SYMPTOMS:

@@ -13,7 +13,6 @@ for bad input or config (one line on stderr), 1 for anything else.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.corpus import Annotation, Example, Post, load_annotations, load_posts
-from lib.errors import UserError, run_cli
+from lib.errors import ArgumentParser, UserError, run_cli
 from lib.examples import AlignmentReport, build_examples
 from lib.split import SPLITS, split_examples
 
@@ -112,7 +111,7 @@ def _format(summary: dict, dataset: Dataset, data_cfg: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m lib.data",
         description="Validate a ReDSM5-format corpus; print example counts and the alignment "
         "report. Writes nothing.",

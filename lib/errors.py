@@ -1,15 +1,18 @@
 """User-facing errors and the CLI wrapper that turns them into one line and exit status 2.
 
 Every mistake a user can make (bad file, bad column, bad config key, a model folder that does not
-load) raises `UserError` with a message that names the file/row/key. Entry points run through
-`run_cli`, so the user sees `error: <message>` and exit status 2 -- never a traceback.
-A `RunError` (a run that failed for a reason we can name) is one line and exit status 1; anything
-else is a bug: traceback and exit status 1.
+load, a path we cannot read or write) raises `UserError` with a message that names the
+file/row/key. Entry points run through `run_cli`, so the user sees `error: <message>` and exit
+status 2 -- never a traceback (DESIGN §10). A `RunError` (a run that failed for a reason we can
+name) is one line and exit status 1; anything else is a bug: traceback and exit status 1.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import unicodedata
 from collections.abc import Callable
 
 
@@ -21,16 +24,46 @@ class RunError(RuntimeError):
     """A run that cannot go on for a reason we can name (e.g. the loss became NaN): exit 1."""
 
 
+def os_reason(err: OSError) -> str:
+    """The OS's own words for an error ("Permission denied"), without Python's decoration."""
+    return err.strerror or type(err).__name__
+
+
+def path_error(path: str | os.PathLike, action: str, err: OSError) -> UserError:
+    """`<path>: cannot <action> (<OS reason>)` -- the one shape of every OS error we report."""
+    return UserError(f"{path}: cannot {action} ({os_reason(err)})")
+
+
+def printable(text: str) -> str:
+    """`text` on one line with every control/format character escaped: a message quoting a
+    corrupt file (a UTF-16 NUL, an ANSI escape, a zero-width space) cannot garble the terminal."""
+    out = []
+    for ch in " ".join(text.split("\n")):
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif unicodedata.category(ch) == "Zs":
+            out.append(" ")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is a UserError too: one line, exit status 2."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (usage: {self.prog} --help)")
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run `main`; a UserError prints one line on stderr and exits 2, success exits 0."""
     try:
         code = main()
     except UserError as err:
-        message = " ".join(str(err).split("\n"))  # one line, always
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         sys.exit(2)
     except RunError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ Outputs, under `--out` (default RUN_DIR/eval-<split>/):
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,14 +30,24 @@ from lib.decoding import Prediction
 from lib.errors import UserError
 from lib.examples import build_examples
 from lib.features import build_features
+from lib.files import json_line, write_json_atomic, write_text_atomic
 from lib.host_memory import keep_freed_memory
 from lib.inference import eval_loader, evaluate_examples, predict_logits
 from lib.metrics import covered_sentences
 from lib.optimization import new_accelerator, resolve_mixed_precision
 from lib.pretrained import load_qa_model, load_tokenizer
-from lib.run_dir import write_json_atomic, write_text_atomic
+from lib.run_dir import (
+    MANIFEST,
+    check_writable_dir,
+    claim_dir,
+    is_ours,
+    refuse_unless_ours,
+    verify_model_files,
+)
 from lib.sentences import split_sentences
 from lib.tokenizer import check_tokenizer_fits
+
+log = logging.getLogger("lib.evaluation")
 
 RUN_FILES = ("config.toml", "config.json", "model.safetensors", "tokenizer.json")
 
@@ -52,11 +62,17 @@ class EvalData:
 
 def load_run_config(run_dir: Path, overrides: Sequence[str]) -> Config:
     """The run's own config; only decoding and evaluation settings may be overridden."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory (a folder written by train.py)")
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise UserError(f"{run_dir} is not a complete run directory: missing {', '.join(missing)}")
+    if is_ours(run_dir) or (run_dir / MANIFEST).exists():
+        verify_model_files(run_dir)
+    else:  # written before runs carried a marker and a manifest: nothing to verify against
+        log.warning("%s has no %s: its files cannot be verified", run_dir, MANIFEST)
     for text in overrides:
         key = text.split("=", 1)[0]
         if not key.startswith("decode.") and key != "train.eval_batch_size":
@@ -149,6 +165,8 @@ def evaluate_run(
     model = load_qa_model(run_dir, require_head=True)
     check_tokenizer_fits(tokenizer, vocab_size=model.config.vocab_size, source=str(run_dir))
     out = Path(out) if out is not None else run_dir / f"eval-{chosen.name}"
+    check_writable_dir(out, "--out")
+    refuse_unless_ours(out, "the output folder")
 
     features = build_features(
         chosen.examples,
@@ -185,9 +203,9 @@ def evaluate_run(
     )
     metrics = result.metrics if chosen.annotated else None
     if accelerator.is_main_process:
+        claim_dir(out, "evaluation")
         records = prediction_records(chosen, result.predictions, sentences)
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        write_text_atomic(out / "predictions.jsonl", text)
+        write_text_atomic(out / "predictions.jsonl", "".join(json_line(r) for r in records))
         if metrics is not None:
             write_json_atomic(out / "metrics.json", metrics)
         if html:

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from lib import checkpoint
 from lib import tokenizer as tokenizer_files
 from lib.errors import UserError
+from lib.files import write_atomically, write_text_atomic
 from lib.model import BertForQuestionAnswering, BertModel
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,5 @@ def save_qa_model(model: BertForQuestionAnswering, tokenizer: Tokenizer, folder:
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint.save_qa_weights(model, folder / "model.safetensors")
     config_text = json.dumps(checkpoint.config_json_for_qa(model.config), indent=2) + "\n"
-    checkpoint.write_atomically(
-        folder / "config.json", lambda temp: Path(temp).write_text(config_text, encoding="utf-8")
-    )
-    checkpoint.write_atomically(folder / "tokenizer.json", lambda temp: tokenizer.save(temp))
+    write_text_atomic(folder / "config.json", config_text)
+    write_atomically(folder / "tokenizer.json", lambda temp: tokenizer.save(temp))

@@ -1,31 +1,50 @@
-"""Run directories and resumable checkpoints (DESIGN §6, §7).
+"""Run directories and resumable checkpoints: what we write, how we prove it is ours and complete.
 
     runs/<name>/
+      .spanbert-evidence.json  the ownership marker, written when we create the folder
       model.safetensors, config.json, tokenizer.json   best model, HF BertForQuestionAnswering layout
       config.toml        the resolved config (decode.null_threshold as tuned on validation)
+      manifest.json      sha256 of the four files above, written last: the best model is complete
       metrics.json       best validation metrics, test metrics at the end
       alignment.json     the alignment report of the data
       train.log
-      checkpoints/step-00000120/   accelerate save_state + trainer_state.json
+      checkpoints/step-00000120/   accelerate save_state + trainer_state.json + manifest.json
 
-A checkpoint is written under a `.tmp-` name and renamed when complete, so a run killed while
-writing leaves nothing that resume would pick and fail to load; resume takes the newest complete
-checkpoint and deletes stale temporaries.
+DESIGN §10: we delete or replace only folders that carry our marker (`is_ours`), and only those
+this very process created when it cleans up after a failure (`created_here`). Saving the best
+model rewrites four files that must agree (weights, config, tokenizer, the tuned threshold in
+config.toml); no set of renames is atomic, so the manifest is removed first and written last,
+and a run directory is accepted only when every file matches it (`verify_model_files`). A
+checkpoint is written under a `.tmp-` name, gets a manifest of every file's sha256, and is renamed
+when complete; resume verifies it against that manifest before trusting it (`usable_checkpoint`),
+because accelerate's `load_state` skips an unreadable RNG-state file with only a warning -- and
+then the resumed run is no longer the run it continues.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.errors import UserError, path_error
+from lib.files import write_json_atomic
+
+log = logging.getLogger("lib.run_dir")
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
+MANIFEST = "manifest.json"
+OWNER_FILE = ".spanbert-evidence.json"
+MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "config.toml")
+STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
 @dataclass
@@ -42,10 +61,68 @@ class TrainerState:
     stopped_early: bool = False
 
 
+# ---------------------------------------------------------------- ownership (DESIGN §10)
+
+
+def claim_dir(path: Path, kind: str) -> None:
+    """Create `path` (it must not exist, or be an empty folder) and mark it as ours."""
+    path = Path(path)
+    refuse_unless_ours(path, "the folder")
+    made = owner(path).get("made_folder", False) if is_ours(path) else not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        marker = {"kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
+        write_json_atomic(path / OWNER_FILE, {**marker, "made_folder": made, "time": time.time()})
+    except OSError as err:
+        raise path_error(path, "create the folder", err) from None
+
+
+def owner(path: Path) -> dict | None:
+    """The marker we wrote into `path` when we created it, or None (not ours, or unreadable)."""
+    try:
+        marker = json.loads((Path(path) / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and "kind" in marker else None
+
+
+def is_ours(path: Path) -> bool:
+    return owner(path) is not None
+
+
+def created_here(path: Path) -> bool:
+    """True when this process created `path` (its marker names our pid on this host)."""
+    marker = owner(path)
+    return bool(marker) and (marker.get("pid"), marker.get("host")) == (
+        os.getpid(),
+        socket.gethostname(),
+    )
+
+
+def refuse_unless_ours(path: Path, what: str) -> None:
+    """A folder we would write into or replace must be absent, empty, or carry our marker."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UserError(f"{path}: {what} is a file; move it away or choose another name")
+    # (our own marker being written by a concurrent process is not "someone else's file")
+    if any(not p.name.startswith("." + OWNER_FILE) for p in path.iterdir()) and not is_ours(path):
+        raise UserError(
+            f"{path}: {what} exists and was not written by this project; refusing to write "
+            "into it (move it away or choose another name)"
+        )
+
+
+# ---------------------------------------------------------------- the run directory
+
+
 def new_run_dir(output_dir: str, run_name: str) -> Path:
     """runs/<run_name>, or runs/<timestamp> when no name is given; refuses to reuse a run."""
     name = run_name or time.strftime("%Y%m%d-%H%M%S")
     path = Path(output_dir) / name
+    if path.is_file():
+        raise UserError(f"{path} is a file, not a run directory; pick another train.run_name")
     if path.exists() and any(path.iterdir()):
         raise UserError(
             f"run directory {path} already exists; pick another train.run_name "
@@ -54,13 +131,111 @@ def new_run_dir(output_dir: str, run_name: str) -> Path:
     return path
 
 
+def check_writable_dir(path: Path, key: str) -> None:
+    """`path` is, or can become, a folder we may write into: fail before anything is written.
+
+    Walks up to the nearest existing ancestor, which must be a writable folder."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():  # a dangling link
+            raise UserError(f"{key}={path}: {probe} is a broken symbolic link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{key}={path}: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={path}: cannot write into {probe} (Permission denied)")
+
+
+def remove_failed_start(run_dir: Path) -> None:
+    """After a run failed before its first checkpoint: remove the run directory if this process
+    created it, so that running the same command again is not refused."""
+    if not created_here(run_dir) or latest_checkpoint(run_dir) is not None:
+        return
+    if owner(run_dir).get("made_folder"):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:  # the user's empty folder: empty it again, keep it
+        for entry in Path(run_dir).iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    log.info("removed what %s held: the run failed before its first checkpoint", run_dir)
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, names: list[str], **extra) -> None:
+    files = {
+        name: {"bytes": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
+        for name in names
+    }
+    write_json_atomic(folder / MANIFEST, {**extra, "files": files})
+
+
+def manifest_problem(folder: Path) -> str | None:
+    """Why `folder`'s files do not match its manifest, or None when every listed file does."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        assert isinstance(files, dict) and files
+    except FileNotFoundError:
+        return f"no {MANIFEST} (not completely written)"
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        return f"{MANIFEST} is unreadable"
+    for name, expected in files.items():
+        path = folder / name
+        try:
+            if not isinstance(expected, dict) or path.stat().st_size != expected.get("bytes"):
+                return f"{name} is truncated or was changed"
+            if sha256(path) != expected.get("sha256"):
+                return f"{name} is corrupt (its sha256 does not match {MANIFEST})"
+        except OSError as err:
+            return f"{name}: {err.strerror or type(err).__name__}"
+    return None
+
+
+def forget_model_files(run_dir: Path) -> None:
+    """Before the best model's files are rewritten: until the new manifest is written, the run
+    directory holds no model that evaluate.py would accept."""
+    (Path(run_dir) / MANIFEST).unlink(missing_ok=True)
+
+
+def seal_model_files(run_dir: Path, step: int) -> None:
+    write_manifest(Path(run_dir), list(MODEL_FILES), best_step=step)
+
+
+def verify_model_files(run_dir: Path) -> None:
+    """A UserError unless the run's model, config and tokenizer files are one complete save."""
+    problem = manifest_problem(Path(run_dir))
+    if problem is not None:
+        raise UserError(
+            f"{run_dir}: the saved model is incomplete: {problem}; it was probably stopped while "
+            f"saving (continue it with train.resume={run_dir}, or train again)"
+        )
+
+
+# ---------------------------------------------------------------- resumable checkpoints
+
+
 def find_resume_dir(resume: str, output_dir: str) -> Path:
     """`train.resume`: a run directory, or "latest" = the newest run under output_dir with a
     complete checkpoint."""
     if resume == "latest":
-        candidates = [
-            p for p in Path(output_dir).glob("*") if p.is_dir() and latest_checkpoint(p) is not None
-        ]
+        root = Path(output_dir)
+        candidates = root.glob("*") if root.is_dir() else []
+        candidates = [p for p in candidates if p.is_dir() and latest_checkpoint(p) is not None]
         if not candidates:
             raise UserError(f"train.resume=latest: no run with a checkpoint under {output_dir}/")
         return max(candidates, key=lambda p: latest_checkpoint(p).stat().st_mtime)
@@ -72,13 +247,44 @@ def find_resume_dir(resume: str, output_dir: str) -> Path:
     return path
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (renamed from its temporary name, state file present)."""
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """Renamed (finished) checkpoints with a manifest, newest first."""
     folder = Path(run_dir) / CHECKPOINTS
     if not folder.is_dir():
-        return None
-    done = [p for p in folder.glob("step-*") if (p / STATE_FILE).is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+        return []
+    done = [p for p in folder.iterdir() if STEP_DIR.match(p.name) and (p / MANIFEST).is_file()]
+    return sorted(done, key=lambda p: p.name, reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest finished checkpoint (not yet verified: see usable_checkpoint)."""
+    done = _checkpoints(run_dir)
+    return done[0] if done else None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed exactly, or None when it verifies completely."""
+    problem = manifest_problem(checkpoint)
+    if problem is None:
+        try:
+            read_trainer_state(checkpoint)
+        except (OSError, ValueError, TypeError) as err:
+            problem = f"{STATE_FILE} is invalid ({err})"
+    return problem
+
+
+def usable_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint that verifies; the ones skipped are logged with their reason."""
+    skipped = []
+    for checkpoint in _checkpoints(run_dir):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            for path, reason in skipped:
+                log.warning("skipped checkpoint %s: %s", path.name, reason)
+            return checkpoint
+        skipped.append((checkpoint, problem))
+    reasons = "; ".join(f"{path.name}: {reason}" for path, reason in skipped)
+    raise UserError(f"{run_dir}: no checkpoint can be resumed exactly ({reasons or 'none found'})")
 
 
 def checkpoint_tmp_path(run_dir: Path, step: int) -> Path:
@@ -86,18 +292,17 @@ def checkpoint_tmp_path(run_dir: Path, step: int) -> Path:
 
 
 def finish_checkpoint(run_dir: Path, step: int, state: TrainerState, keep: int) -> Path:
-    """Write the trainer state into the temporary checkpoint, rename it, prune old ones."""
+    """Write the trainer state and the manifest into the temporary checkpoint, rename it, prune
+    old ones."""
     tmp = checkpoint_tmp_path(run_dir, step)
     write_json_atomic(tmp / STATE_FILE, asdict(state))
+    names = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+    write_manifest(tmp, names, step=step)
     final = Path(run_dir) / CHECKPOINTS / f"step-{step:08d}"
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    done = sorted(
-        (p for p in final.parent.glob("step-*") if (p / STATE_FILE).is_file()),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
-    for old in done[:-keep]:
+    for old in _checkpoints(run_dir)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -108,17 +313,8 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 
 
 def read_trainer_state(checkpoint: Path) -> TrainerState:
-    with open(checkpoint / STATE_FILE) as f:
-        return TrainerState(**json.load(f))
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with open(checkpoint / STATE_FILE, encoding="utf-8") as f:
+        values = json.load(f)
+    if not isinstance(values, dict) or set(values) != {f.name for f in fields(TrainerState)}:
+        raise ValueError("not the fields of a trainer state")
+    return TrainerState(**values)

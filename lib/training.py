@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from lib.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.config import Config, dump_config, load_config, with_overrides
 from lib.data import build_dataset
-from lib.errors import UserError
 from lib.features import build_features
+from lib.files import write_json_atomic, write_text_atomic
 from lib.host_memory import keep_freed_memory
 from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
 from lib.optimization import (
@@ -46,15 +46,16 @@ from lib.pretrained import load_qa_model, load_tokenizer, save_qa_model
 from lib.run_dir import (
     TrainerState,
     checkpoint_tmp_path,
-    find_resume_dir,
+    claim_dir,
     finish_checkpoint,
-    latest_checkpoint,
-    new_run_dir,
+    forget_model_files,
     read_trainer_state,
+    remove_failed_start,
     remove_stale_temporaries,
-    write_json_atomic,
-    write_text_atomic,
+    seal_model_files,
+    usable_checkpoint,
 )
+from lib.run_setup import check_training_data, preflight, resolve_run
 from lib.sentences import split_sentences
 from lib.training_step import RunningMean, TrainingError, training_step
 
@@ -63,15 +64,6 @@ log = logging.getLogger("lib.training")
 
 def _dropout(value: float | str) -> float | None:
     return None if value == "checkpoint" else float(value)
-
-
-def _resolve_run(cfg: Config) -> tuple[Config, Path, bool]:
-    """(config, run dir, resuming). A resumed run continues with the config it was started with."""
-    if not cfg.train.resume:
-        return cfg, new_run_dir(cfg.train.output_dir, cfg.train.run_name), False
-    run_dir = find_resume_dir(cfg.train.resume, cfg.train.output_dir)
-    saved = load_config(run_dir / "config.toml", base=None)
-    return with_overrides(saved, {"train.resume": str(run_dir)}), run_dir, True
 
 
 def _add_file_log(run_dir: Path, main: bool) -> logging.Handler | None:
@@ -90,9 +82,20 @@ def train(
     """Fine-tune, keep the best model in the run directory, return what metrics.json holds.
 
     `on_evaluate(step, val_metrics)` is called after every validation (tune.py reports to Optuna
-    there and may raise optuna.TrialPruned to stop the run).
+    there and may raise optuna.TrialPruned to stop the run). A new run that fails before its
+    first checkpoint leaves nothing behind, so the same command can simply be run again.
     """
-    cfg, run_dir, resuming = _resolve_run(cfg)
+    preflight(cfg)
+    cfg, run_dir, resuming = resolve_run(cfg)
+    try:
+        return _train(cfg, run_dir, resuming, on_evaluate)
+    except BaseException:
+        if not resuming and PartialState().is_main_process:
+            remove_failed_start(run_dir)
+        raise
+
+
+def _train(cfg: Config, run_dir: Path, resuming: bool, on_evaluate) -> dict:
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -101,11 +104,7 @@ def train(
 
     # Data first: a bad corpus or model name fails here, before anything is written.
     dataset = build_dataset(cfg.data)
-    if not dataset.splits["train"] or not dataset.splits["val"]:
-        raise UserError(
-            f"data.split={cfg.data.split} leaves {len(dataset.splits['train'])} training and "
-            f"{len(dataset.splits['val'])} validation examples; both must be non-empty"
-        )
+    check_training_data(dataset, cfg.data.split)
     tokenizer = load_tokenizer(cfg.model.name)
     pad_id = tokenizer.token_to_id("[PAD]")
     featurize = partial(
@@ -164,7 +163,9 @@ def train(
     )
 
     # Everything checked: now the run directory is written.
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process and not resuming:
+        claim_dir(run_dir, "run")
+    state.wait_for_everyone()
     handler = _add_file_log(run_dir, state.is_main_process)
     if state.is_main_process and not resuming:
         write_text_atomic(run_dir / "config.toml", dump_config(cfg))
@@ -195,8 +196,8 @@ def train(
 
     trainer = TrainerState()
     if resuming:
-        checkpoint = latest_checkpoint(run_dir)
         remove_stale_temporaries(run_dir)
+        checkpoint = usable_checkpoint(run_dir)  # verified file by file against its manifest
         accelerator.load_state(str(checkpoint))
         trainer = read_trainer_state(checkpoint)
         log.info("resumed from %s (step %d)", checkpoint, trainer.global_step)
@@ -254,6 +255,7 @@ def train(
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 best_cfg = with_overrides(cfg, {"decode.null_threshold": result.null_threshold})
+                forget_model_files(run_dir)  # until sealed, no half-saved model is accepted
                 save_qa_model(
                     accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, run_dir
                 )
@@ -262,6 +264,7 @@ def train(
                     run_dir / "metrics.json",
                     {"best_step": trainer.best_step, "val": result.metrics},
                 )
+                seal_model_files(run_dir, trainer.best_step)
         else:
             trainer.evals_without_improvement += 1
             trainer.stopped_early = (

@@ -8,8 +8,12 @@ default). A trial that raises -- out of memory, NaN loss, an invalid combination
 doc_stride >= the usable window (rejected before any training) -- is recorded FAIL with the reason
 in its `fail_reason` user attribute, and the study goes on.
 
-Trial runs are written to runs/<study>/trial-<n> and deleted when done; the best trial's run is
-copied to runs/<study>/best (a run directory evaluate.py accepts), replacing a worse one.
+Before the study exists, the setup every trial shares is checked (config, data, model, output
+folder, storage): a mistake there is one line and exit status 2, not a study of failed trials.
+Trial runs are written to runs/<study>/trial-<n> and deleted when done (only those this process
+created); the best trial's run is copied to runs/<study>/best (a run directory evaluate.py
+accepts), replacing a worse one by two renames, so a kill leaves the old best or the new one. A
+study folder or best/ that this project did not write is refused, never replaced (DESIGN §10).
 """
 
 from __future__ import annotations
@@ -21,29 +25,56 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from lib.config import Config, with_overrides
+from lib.data import build_dataset
 from lib.errors import UserError
-from lib.run_dir import write_json_atomic, write_text_atomic
+from lib.files import write_json_atomic, write_text_atomic
+from lib.pretrained import load_qa_model, load_tokenizer
+from lib.run_dir import check_writable_dir, claim_dir, created_here, refuse_unless_ours
+from lib.run_setup import check_training_data, preflight
 
 log = logging.getLogger("lib.tuning")
 
 
-def open_storage(url: str):
-    """`journal:PATH` -> a journal-file storage; `sqlite:///PATH` gets its folder created."""
-    if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
+def _check_storage_path(url: str, path: str) -> None:
+    if not path:
+        raise UserError(f"tune.storage={url}: no file path after the scheme")
+    if Path(path).is_dir():
+        raise UserError(f"tune.storage={url}: {path} is a folder, not a storage file")
+    check_writable_dir(Path(path).parent, "tune.storage")
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return url
+
+def check_storage(url: str) -> None:
+    """What can be checked about `tune.storage` without creating it."""
+    if url.startswith("journal:"):
+        _check_storage_path(url, url.removeprefix("journal:"))
+    elif url.startswith("sqlite:///"):
+        _check_storage_path(url, url.removeprefix("sqlite:///"))
+
+
+def open_storage(url: str):
+    """`journal:PATH` -> a journal-file storage; `sqlite:///PATH` gets its folder created; any
+    other RDB URL goes to Optuna. Whatever fails here is the user's URL, named in one line."""
+    try:
+        if url.startswith("journal:"):
+            path = Path(url.removeprefix("journal:"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url)
+    except Exception as err:  # sqlalchemy's and the drivers' errors have no common base
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise UserError(f"tune.storage={url}: cannot open the storage ({reason})") from None
 
 
 def make_pruner(cfg: Config) -> optuna.pruners.BasePruner:
@@ -68,26 +99,80 @@ def study_dir(cfg: Config) -> Path:
     return Path(cfg.train.output_dir) / cfg.tune.study_name
 
 
-def _keep_if_best(run_dir: Path, best_dir: Path, number: int, value: float) -> None:
-    """Copy a finished trial's run to best/ when it beats the one there (model files only).
+@dataclass
+class StudyState:
+    """What the trials of one tune.py process learn about the study as a whole."""
 
-    Several tune.py processes may finish trials at once: an exclusive lock on a file beside best/
-    makes compare-and-replace atomic among them."""
-    best_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(best_dir.with_name(".best.lock"), "w") as lock:
+    setup_error: UserError | None = None  # the user's setup is broken: stop, do not burn trials
+
+
+def check_setup(cfg: Config) -> None:
+    """Everything every trial needs, checked once before the study exists (and again when a
+    trial fails with a user error, to tell the setup's fault from the trial's)."""
+    if not cfg.tune.space:
+        raise UserError("tune.space is empty: declare what to search in [tune.space]")
+    preflight(cfg)
+    folder = study_dir(cfg)
+    refuse_unless_ours(folder, "the study folder (train.output_dir/tune.study_name)")
+    refuse_unless_ours(folder / "best", "the study's best/ folder")
+    check_storage(cfg.tune.storage)
+    check_training_data(build_dataset(cfg.data), cfg.data.split)
+    load_qa_model(cfg.model.name)  # the weights load, the tokenizer fits them
+    load_tokenizer(cfg.model.name)
+
+
+def _recover_best(folder: Path) -> None:
+    """Under the lock: finish or undo what a killed process left of a best/ swap."""
+    best = folder / "best"
+    olds = sorted(folder.glob(".best.old-*"), key=lambda p: p.stat().st_mtime)
+    if not best.exists() and olds:
+        os.replace(olds.pop(), best)  # killed between the two renames: the previous best is back
+    for leftover in [*olds, *folder.glob(".best.tmp-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _replace_best(new: Path, best: Path) -> None:
+    """Swap a complete folder in as best/ with two renames; a kill leaves old best/ or new."""
+    old = best.with_name(f".best.old-{os.getpid()}")
+    if best.exists():
+        refuse_unless_ours(best, "the study's best/ folder")
+        os.replace(best, old)
+    os.replace(new, best)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _best_lock(folder: Path):
+    """Several tune.py processes may finish trials at once: an exclusive lock on a file beside
+    best/ makes compare-and-replace atomic among them."""
+    with open(folder / ".best.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = best_dir / "trial.json"
-        if marker.is_file() and json.loads(marker.read_text())["value"] >= value:
-            return
-        tmp = best_dir.with_name(f".best.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _recover_best(folder)
+        yield
+
+
+def _keep_if_best(run_dir: Path, folder: Path, number: int, value: float) -> None:
+    """Copy a finished trial's run to best/ when it beats the one there (model files only)."""
+    best = folder / "best"
+    with _best_lock(folder):
+        try:
+            if json.loads((best / "trial.json").read_text())["value"] >= value:
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no best yet, or not one we can compare with: replace it
+        tmp = folder / f".best.tmp-{os.getpid()}"
         shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("checkpoints"))
         write_json_atomic(tmp / "trial.json", {"trial": number, "value": value})
-        shutil.rmtree(best_dir, ignore_errors=True)
-        tmp.rename(best_dir)
+        _replace_best(tmp, best)
 
 
-def make_objective(cfg: Config, train_fn):
+def _remove_trial_run(run_dir: Path) -> None:
+    """A trial's run folder goes when the trial ends -- only if this process created it."""
+    if created_here(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def make_objective(cfg: Config, train_fn, study_state: StudyState):
     metric = cfg.train.metric
 
     def objective(trial: optuna.Trial) -> float:
@@ -114,7 +199,7 @@ def make_objective(cfg: Config, train_fn):
 
             result = train_fn(trial_cfg, on_evaluate=report)
             value = result["val"][metric]
-            _keep_if_best(run_dir, study_dir(cfg) / "best", trial.number, value)
+            _keep_if_best(run_dir, study_dir(cfg), trial.number, value)
             return value
         except optuna.TrialPruned:
             raise
@@ -122,11 +207,23 @@ def make_objective(cfg: Config, train_fn):
             reason = " ".join(f"{type(err).__name__}: {err}".split())
             trial.set_user_attr("fail_reason", reason)
             log.warning("trial %d failed: %s", trial.number, reason)
+            if isinstance(err, UserError):
+                _stop_if_setup_broken(cfg, trial.study, study_state)
             raise
         finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_trial_run(run_dir)
 
     return objective
+
+
+def _stop_if_setup_broken(cfg: Config, study: optuna.Study, study_state: StudyState) -> None:
+    """A user error is the trial's own (a bad combination of its parameters) unless the setup
+    itself no longer passes its checks -- then every further trial would fail the same way."""
+    try:
+        check_setup(cfg)
+    except UserError as err:
+        study_state.setup_error = err
+        study.stop()
 
 
 def trials_table(study: optuna.Study) -> str:
@@ -155,19 +252,21 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
     """Run `tune.n_trials` more trials (or until `tune.timeout`), then write the summary."""
     if train_fn is None:
         from lib.training import train as train_fn
-    if not cfg.tune.space:
-        raise UserError("tune.space is empty: declare what to search in [tune.space]")
+    check_setup(cfg)  # before the study or its folder exists
+    storage = open_storage(cfg.tune.storage)
     study = optuna.create_study(
         study_name=cfg.tune.study_name,
-        storage=open_storage(cfg.tune.storage),
+        storage=storage,
         sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed),
         pruner=make_pruner(cfg),
         direction="maximize",
         load_if_exists=True,
     )
+    claim_dir(study_dir(cfg), "study")
+    study_state = StudyState()
     try:
         study.optimize(
-            make_objective(cfg, train_fn),
+            make_objective(cfg, train_fn, study_state),
             n_trials=cfg.tune.n_trials,
             timeout=cfg.tune.timeout or None,
             catch=(Exception,),
@@ -178,6 +277,9 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
         write_summary(cfg, study, train_fn, retrain=False)
         log.warning("summary: %s", study_dir(cfg) / "best.json")
         raise  # tune.py exits 130; running it again continues the study
+    if study_state.setup_error is not None:
+        write_summary(cfg, study, train_fn, retrain=False)
+        raise UserError(f"the study stopped: {study_state.setup_error}")
     return write_summary(cfg, study, train_fn)
 
 
@@ -195,21 +297,28 @@ def write_summary(cfg: Config, study: optuna.Study, train_fn, retrain: bool = Tr
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
         if cfg.tune.retrain_best and retrain:
-            retrain = with_overrides(
-                cfg,
-                {
-                    **best.params,
-                    "train.output_dir": str(folder),
-                    "train.run_name": "best-retrained",
-                    "train.resume": "",
-                },
-            )
-            result = train_fn(retrain)
-            summary["retrained_value"] = result["val"][cfg.train.metric]
-            shutil.rmtree(Path(result["run_dir"]) / "checkpoints", ignore_errors=True)
-            shutil.rmtree(folder / "best", ignore_errors=True)
-            Path(result["run_dir"]).rename(folder / "best")
+            summary["retrained_value"] = _retrain_best(cfg, best.params, train_fn)
         summary["best_dir"] = str(folder / "best")
     write_json_atomic(folder / "best.json", summary)
     write_text_atomic(folder / "trials.csv", trials_table(study))
     return summary
+
+
+def _retrain_best(cfg: Config, params: dict[str, Any], train_fn) -> float:
+    """Train the best parameters once more, keep that run as best/; its validation value."""
+    folder = study_dir(cfg)
+    retrain = with_overrides(
+        cfg,
+        {
+            **params,
+            "train.output_dir": str(folder),
+            "train.run_name": f"best-retrained-{os.getpid()}",
+            "train.resume": "",
+        },
+    )
+    result = train_fn(retrain)
+    run_dir = Path(result["run_dir"])
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # ours: the run just made them
+    with _best_lock(folder):
+        _replace_best(run_dir, folder / "best")
+    return result["val"][cfg.train.metric]

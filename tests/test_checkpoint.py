@@ -202,7 +202,7 @@ def test_corrupt_pickle(tiny_bert_dir, tmp_path):
 
 
 def test_unwritable_folder_still_loads_legacy_pickle(tiny_bert_dir, tmp_path, monkeypatch):
-    import lib.checkpoint
+    import lib.files
 
     folder = copy_of(tiny_bert_dir, tmp_path)
     torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
@@ -211,6 +211,6 @@ def test_unwritable_folder_still_loads_legacy_pickle(tiny_bert_dir, tmp_path, mo
     def refuse(*args, **kwargs):
         raise PermissionError("read-only folder")
 
-    monkeypatch.setattr(lib.checkpoint.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(lib.files.tempfile, "mkstemp", refuse)
     assert load_encoder(folder).config.num_hidden_layers == 2
     assert not (folder / "model.safetensors").exists()

@@ -99,7 +99,7 @@ def test_symptom_metric_and_space_override():
 def test_round_trip_of_defaults_and_overrides():
     for cfg in (
         Config(),
-        load_config(overrides=['train.run_name="a \\"quoted\\" näme\\u007f"', "train.lr=1e-7"]),
+        load_config(overrides=['model.name="a \\"quoted\\" näme\\u007f"', "train.lr=1e-7"]),
     ):
         assert config_from_dict(tomllib.loads(dump_config(cfg))) == cfg
 
@@ -116,7 +116,7 @@ def test_round_trip_property(lr, name, epochs, question):
         Config(),
         {
             "train.lr": lr,
-            "train.run_name": name,
+            "model.name": name,  # any string: a path, a Hub id, an alias
             "train.epochs": epochs,
             "data.criteria.FATIGUE": question,
         },

@@ -107,7 +107,11 @@ POST_ERRORS = [
     ("p.csv", b"post_id,text\na,x,y\n", "row 2, column 3: 3 fields but the header has 2"),
     ("p.csv", b'post_id,text\na,"x\n', "row 2: malformed CSV"),
     ("p.csv", b"post_id,text\na,ok\nb,caf\xe9\n", "row 3, column text: invalid UTF-8 (byte 0xe9"),
-    ("p.jsonl", b'{"post_id": "a", "text": "x"}\n{"post_id": "b"\n', "line 2: invalid JSON"),
+    (
+        "p.jsonl",
+        b'{"post_id": "a", "text": "x"}\n{"post_id": "b"\n',
+        "line 2, column 16: invalid JSON (Expecting ',' delimiter)",
+    ),
     ("p.jsonl", b'{"post_id": "a", "txt": "x"}\n', "line 1, key text: missing (did you mean txt?)"),
     ("p.jsonl", b'{"post_id": "a", "text": 3}\n', "line 1, key text: expected a string"),
     ("p.jsonl", b'{"post_id": "a", "text": "x"}\n\xff\n', "line 2: invalid UTF-8 (byte 0xff"),
