@@ -124,11 +124,44 @@ def new_run_dir(output_dir: str, run_name: str) -> Path:
     if path.is_file():
         raise UserError(f"{path} is a file, not a run directory; pick another train.run_name")
     if path.exists() and any(path.iterdir()):
+        if abandoned(path):
+            log.warning("%s: a run killed before its first checkpoint; starting it again", path)
+            empty_run_dir(path)
+            return path
         raise UserError(
             f"run directory {path} already exists; pick another train.run_name "
             f"or continue it with train.resume={path}"
         )
     return path
+
+
+def abandoned(run_dir: Path) -> bool:
+    """Ours, no checkpoint to resume, and its creator is no longer running on this host: a run
+    killed (SIGKILL, power cut) before its first checkpoint. Nothing in it can be continued."""
+    marker = owner(run_dir)
+    if not marker or marker.get("kind") != "run" or latest_checkpoint(run_dir) is not None:
+        return False
+    if marker.get("host") != socket.gethostname() or not isinstance(marker.get("pid"), int):
+        return False
+    try:
+        os.kill(marker["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def empty_run_dir(run_dir: Path) -> None:
+    """Remove a run directory of ours (or only its contents, when the folder was the user's)."""
+    if owner(run_dir).get("made_folder"):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for entry in Path(run_dir).iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def check_writable_dir(path: Path, key: str) -> None:
@@ -154,14 +187,7 @@ def remove_failed_start(run_dir: Path) -> None:
     created it, so that running the same command again is not refused."""
     if not created_here(run_dir) or latest_checkpoint(run_dir) is not None:
         return
-    if owner(run_dir).get("made_folder"):
-        shutil.rmtree(run_dir, ignore_errors=True)
-    else:  # the user's empty folder: empty it again, keep it
-        for entry in Path(run_dir).iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+    empty_run_dir(run_dir)
     log.info("removed what %s held: the run failed before its first checkpoint", run_dir)
 
 

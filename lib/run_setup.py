@@ -22,7 +22,7 @@ from accelerate.utils import broadcast_object_list
 from lib.config import Config, DataConfig, load_config, to_dict, with_overrides
 from lib.data import Dataset
 from lib.errors import UserError
-from lib.run_dir import check_writable_dir, find_resume_dir, new_run_dir
+from lib.run_dir import check_writable_dir, find_resume_dir, new_run_dir, usable_checkpoint
 
 log = logging.getLogger("lib.run_setup")
 
@@ -134,12 +134,14 @@ def check_trackers(names: Sequence[str]) -> None:
         )
 
 
-def resolve_run(cfg: Config) -> tuple[Config, Path, bool]:
-    """(config, run directory, resuming), the same in every process; nothing written yet."""
+def resolve_run(cfg: Config) -> tuple[Config, Path, Path | None]:
+    """(config, run directory, the checkpoint to resume from or None for a new run), the same
+    in every process; nothing written yet. The checkpoint has been verified file by file."""
     state = PartialState()
     if cfg.train.resume:
         run_dir = find_resume_dir(cfg.train.resume, cfg.train.output_dir)
-        return resume_config(cfg, run_dir), run_dir, True
+        cfg = resume_config(cfg, run_dir)
+        return cfg, run_dir, usable_checkpoint(run_dir)
     check_writable_dir(Path(cfg.train.output_dir), "train.output_dir")
     # The main process names the run (a timestamp must not differ between processes).
     decided: list[Any] = [None, None]
@@ -152,7 +154,7 @@ def resolve_run(cfg: Config) -> tuple[Config, Path, bool]:
         broadcast_object_list(decided)
     if decided[1] is not None:
         raise UserError(decided[1])
-    return cfg, Path(decided[0]), False
+    return cfg, Path(decided[0]), None
 
 
 def preflight(cfg: Config) -> None:

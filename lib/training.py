@@ -53,7 +53,6 @@ from lib.run_dir import (
     remove_failed_start,
     remove_stale_temporaries,
     seal_model_files,
-    usable_checkpoint,
 )
 from lib.run_setup import check_training_data, preflight, resolve_run
 from lib.sentences import split_sentences
@@ -86,16 +85,17 @@ def train(
     first checkpoint leaves nothing behind, so the same command can simply be run again.
     """
     preflight(cfg)
-    cfg, run_dir, resuming = resolve_run(cfg)
+    cfg, run_dir, resume_from = resolve_run(cfg)
     try:
-        return _train(cfg, run_dir, resuming, on_evaluate)
+        return _train(cfg, run_dir, resume_from, on_evaluate)
     except BaseException:
-        if not resuming and PartialState().is_main_process:
+        if resume_from is None and PartialState().is_main_process:
             remove_failed_start(run_dir)
         raise
 
 
-def _train(cfg: Config, run_dir: Path, resuming: bool, on_evaluate) -> dict:
+def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) -> dict:
+    resuming = resume_from is not None
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -197,10 +197,9 @@ def _train(cfg: Config, run_dir: Path, resuming: bool, on_evaluate) -> dict:
     trainer = TrainerState()
     if resuming:
         remove_stale_temporaries(run_dir)
-        checkpoint = usable_checkpoint(run_dir)  # verified file by file against its manifest
-        accelerator.load_state(str(checkpoint))
-        trainer = read_trainer_state(checkpoint)
-        log.info("resumed from %s (step %d)", checkpoint, trainer.global_step)
+        accelerator.load_state(str(resume_from))
+        trainer = read_trainer_state(resume_from)
+        log.info("resumed from %s (step %d)", resume_from, trainer.global_step)
     log.info(
         "precision=%s processes=%d steps/epoch=%d total steps=%d",
         precision,

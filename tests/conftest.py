@@ -79,6 +79,16 @@ def tiny_overrides(tiny_qa_dir):
     return lambda output_dir, model_dir=tiny_qa_dir: _tiny_overrides(output_dir, model_dir)
 
 
+@pytest.fixture
+def make_cfg(tiny_overrides):
+    """`make_cfg(output_dir, *overrides, model_dir=None)`: the tiny run's Config."""
+    from lib.config import load_config
+
+    return lambda out, *extra, model_dir=None: load_config(
+        overrides=[*tiny_overrides(out, *([model_dir] if model_dir else [])), *extra]
+    )
+
+
 def _tiny_overrides(output_dir: Path, model_dir: Path) -> list[str]:
     return [
         f"model.name={model_dir}",

@@ -37,22 +37,25 @@ ROWS = HEADER + "p1,p1_0,I feel sad.,DEPRESSED_MOOD,1,x\np2,p2_0,Nothing is fun.
 JSONL = '{"post_id": "p1", "text": "I feel sad. I can’t sleep."}\n'
 
 
+Setup = Callable[[Path, Callable[[str], object]], None]
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
     cli: str  # "data" | "train" | "evaluate" | "tune"
     argv: tuple[str, ...]  # placeholders {tmp}, {run}
     expect: str  # regex the error line must match (names the file / row / key)
-    setup: Callable[[Path, Path | None], None] | None = None  # (tmp, run) -> None
+    setup: Setup | None = None  # (tmp, fx) -> None; fx(name) = a pytest fixture's value
 
 
 # ------------------------------------------------------------------------------------ setups
 
 
-def files(**contents: str | bytes) -> Callable[[Path, Path | None], None]:
+def files(**contents: str | bytes) -> Setup:
     """Write {name: content} under tmp (`__` in a name stands for `/`: sub-folders)."""
 
-    def setup(tmp: Path, run: Path | None) -> None:
+    def setup(tmp: Path, fx) -> None:
         for name, content in contents.items():
             path = tmp / name.replace("__", "/")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,36 +65,46 @@ def files(**contents: str | bytes) -> Callable[[Path, Path | None], None]:
     return setup
 
 
-def chain(*setups: Callable[[Path, Path | None], None]) -> Callable[[Path, Path | None], None]:
-    def setup(tmp: Path, run: Path | None) -> None:
+def chain(*setups: Setup) -> Setup:
+    def setup(tmp: Path, fx) -> None:
         for one in setups:
-            one(tmp, run)
+            one(tmp, fx)
 
     return setup
 
 
-def mkdirs(*names: str) -> Callable[[Path, Path | None], None]:
-    def setup(tmp: Path, run: Path | None) -> None:
+def mkdirs(*names: str) -> Setup:
+    def setup(tmp: Path, fx) -> None:
         for name in names:
             (tmp / name).mkdir(parents=True, exist_ok=True)
 
     return setup
 
 
-def symlink_loop(name: str) -> Callable[[Path, Path | None], None]:
-    def setup(tmp: Path, run: Path | None) -> None:
+def symlink_loop(name: str) -> Setup:
+    def setup(tmp: Path, fx) -> None:
         os.symlink(name, tmp / name)  # a link to itself: ELOOP on open
 
     return setup
 
 
-def run_copy(change: Callable[[Path], None]) -> Callable[[Path, Path | None], None]:
-    """Copy the trained run to {tmp}/runcopy and damage the copy."""
+def run_copy(change: Callable[[Path], None], to: str = "runcopy") -> Setup:
+    """Copy the trained run to {tmp}/<to> and damage the copy."""
 
-    def setup(tmp: Path, run: Path | None) -> None:
-        assert run is not None
-        copy = tmp / "runcopy"
-        shutil.copytree(run, copy)
+    def setup(tmp: Path, fx) -> None:
+        copy = tmp / to
+        shutil.copytree(fx("trained_run"), copy)
+        change(copy)
+
+    return setup
+
+
+def model_copy(change: Callable[[Path], None]) -> Setup:
+    """Copy the tiny model folder to {tmp}/modelcopy and damage the copy."""
+
+    def setup(tmp: Path, fx) -> None:
+        copy = tmp / "modelcopy"
+        shutil.copytree(fx("tiny_qa_dir"), copy)
         change(copy)
 
     return setup
@@ -110,7 +123,21 @@ def drop_tokenizer(copy: Path) -> None:
     (copy / "tokenizer.json").unlink()
 
 
-def good_data(**more: str | bytes) -> Callable[[Path, Path | None], None]:
+def garble_config_json(copy: Path) -> None:
+    (copy / "config.json").write_text('{"hidden_size": 36,', encoding="utf-8")
+
+
+def truncate_checkpoints(copy: Path) -> None:
+    for path in sorted((copy / "checkpoints").rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def nothing(copy: Path) -> None:
+    pass
+
+
+def good_data(**more: str | bytes) -> Setup:
     return files(**{"posts.csv": POSTS, "annotations.csv": ROWS, **more})
 
 
@@ -210,6 +237,48 @@ CASES = [
         rows=ROWS + '"p9\nerror: all good",p9_0,Hi.,FATIGUE,1,\n',
         expect=r"annotations\.csv.*p9",
     ),
+    Case(
+        "data-swapped-arguments",
+        "data",
+        ("{tmp}/annotations.csv", "{tmp}/posts.csv"),
+        r"annotations\.csv",
+        good_data(),
+    ),
+    Case(
+        "data-posts-dev-null",
+        "data",
+        ("/dev/null", "{tmp}/annotations.csv"),
+        r"/dev/null",
+        good_data(),
+    ),
+    data(
+        "data-gzip-as-csv",
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + bytes(range(256)),
+        expect=r"posts\.csv",
+    ),
+    data(
+        "data-posts-json-extension",
+        '[{"post_id": "p1", "text": "x"}]\n',
+        expect=r"posts\.json",
+        p="posts.json",
+    ),
+    data(
+        "data-jsonl-text-null",
+        JSONL + '{"post_id": "p2", "text": null}\n',
+        expect=r"posts\.jsonl.*line 2",
+        p="posts.jsonl",
+    ),
+    data("data-empty-post-id", POSTS + ',"Some text."\n', expect=r"posts\.csv.*row 4.*post_id"),
+    data(
+        "data-sentence-id-of-other-post",
+        rows=ROWS + "p1,p2_0,Hi.,FATIGUE,1,\n",
+        expect=r"row 4.*sentence_id",
+    ),
+    data(
+        "data-sentence-id-negative",
+        rows=ROWS + "p1,p1_-1,Hi.,FATIGUE,1,\n",
+        expect=r"row 4.*sentence_id",
+    ),
     data("data-limit-negative", extra=("data.limit=-1",), expect=r"data\.limit"),
     data(
         "data-config-is-dir",
@@ -276,6 +345,41 @@ CASES = [
         "train.run_name=myrun",
         setup=files(**{"w__runs__myrun__notes.txt": "my notes\n"}),
         expect=r"myrun",
+    ),
+    train("train-override-empty-key", "=1", expect=r"override"),
+    train("train-epochs-float", "train.epochs=1.5", expect=r"train\.epochs"),
+    train("train-epochs-bool", "train.epochs=true", expect=r"train\.epochs"),
+    train("train-unknown-precision", "train.mixed_precision=fp17", expect=r"mixed_precision"),
+    train("train-unknown-question-mode", "data.question=criterio", expect=r"data\.question"),
+    train("train-unknown-negatives", "data.negatives=some", expect=r"data\.negatives"),
+    train("train-fuzzy-threshold-above-1", "data.fuzzy_threshold=1.5", expect=r"fuzzy_threshold"),
+    train("train-warmup-ratio-2", "train.warmup_ratio=2", expect=r"warmup_ratio"),
+    train(
+        "train-max-length-beyond-model",
+        "features.max_length=4096",
+        "features.doc_stride=128",
+        expect=r"max_length",
+    ),
+    train(
+        "train-model-hub-id-offline", "model.name=SpanBERT/does-not-exist", expect=r"does-not-exist"
+    ),
+    train(
+        "train-model-garbled-config-json",
+        "model.name={tmp}/modelcopy",
+        setup=model_copy(garble_config_json),
+        expect=r"config\.json",
+    ),
+    train(
+        "train-model-truncated-weights",
+        "model.name={tmp}/modelcopy",
+        setup=model_copy(truncate_weights),
+        expect=r"model\.safetensors",
+    ),
+    train(
+        "train-resume-corrupt-checkpoints",
+        "train.resume={tmp}/runcopy",
+        setup=run_copy(truncate_checkpoints),
+        expect=r"runcopy|checkpoint",
     ),
     train("train-split-two-ratios", "data.split=[0.5,0.5]", expect=r"data\.split"),
     train("train-split-sum", "data.split=[0.5,0.5,0.5]", expect=r"data\.split"),
@@ -382,6 +486,51 @@ CASES = [
     evaluate(
         "eval-unknown-symptom", "{run}", "--symptoms", "FATIGUE,TIREDNESS", expect=r"TIREDNESS"
     ),
+    evaluate(
+        "eval-garbled-config-json",
+        "{tmp}/runcopy",
+        setup=run_copy(garble_config_json),
+        expect=r"config\.json",
+    ),
+    evaluate("eval-run-symlink-loop", "{tmp}/loop", setup=symlink_loop("loop"), expect=r"loop"),
+    evaluate(
+        "eval-folder-of-runs",
+        "{tmp}/runs",
+        setup=run_copy(nothing, to="runs/run"),
+        expect=r"runs\b",
+    ),
+    evaluate(
+        "eval-out-holds-user-metrics-json",
+        "{run}",
+        "--out",
+        "{tmp}/mine",
+        setup=files(**{"mine__metrics.json": '{"mine": true}\n'}),
+        expect=r"mine",
+    ),
+    evaluate(
+        "eval-predict-duplicate-ids",
+        "{run}",
+        "--predict",
+        "{tmp}/new.csv",
+        setup=files(**{"new.csv": "post_id,text\nq1,I can not sleep.\nq1,I am tired.\n"}),
+        expect=r"new\.csv.*row 3",
+    ),
+    evaluate(
+        "eval-predict-annotations-file",
+        "{run}",
+        "--predict",
+        "{tmp}/annotations.csv",
+        setup=good_data(),
+        expect=r"annotations\.csv",
+    ),
+    evaluate("eval-n-best-zero", "{run}", "decode.n_best=0", expect=r"decode\.n_best"),
+    evaluate(
+        "eval-max-answer-length-negative",
+        "{run}",
+        "decode.max_answer_length=-1",
+        expect=r"decode\.max_answer_length",
+    ),
+    evaluate("eval-batch-size-zero", "{run}", "train.eval_batch_size=0", expect=r"eval_batch_size"),
     evaluate("eval-bad-split-choice", "{run}", "--split", "bogus", expect=r"bogus"),
     evaluate(
         "eval-data-and-predict",
@@ -409,6 +558,37 @@ CASES = [
         setup=files(afile="keep me\n"),
         expect=r"afile",
     ),
+    tune(
+        "tune-journal-is-user-text-file",
+        "tune.storage=journal:{tmp}/notes.txt",
+        setup=files(**{"notes.txt": "my own notes, not a journal\n"}),
+        expect=r"notes\.txt",
+    ),
+    tune(
+        "tune-sqlite-is-user-text-file",
+        "tune.storage=sqlite:///{tmp}/notdb.db",
+        setup=files(**{"notdb.db": "my own notes, not a database\n"}),
+        expect=r"notdb\.db",
+    ),
+    tune(
+        "tune-journal-is-dir",
+        "tune.storage=journal:{tmp}/jdir",
+        setup=mkdirs("jdir"),
+        expect=r"jdir",
+    ),
+    tune("tune-timeout-negative", "tune.timeout=-1", expect=r"tune\.timeout"),
+    tune(
+        "tune-space-empty-choices",
+        "tune.space={'train.batch_size' = {choices=[]}}",
+        expect=r"train\.batch_size",
+    ),
+    tune(
+        "tune-space-log-from-zero",
+        "tune.space={'train.lr' = {low=0.0, high=1e-4, log=true}}",
+        expect=r"train\.lr",
+    ),
+    tune("tune-space-spec-not-table", "tune.space={'train.lr' = 'abc'}", expect=r"train\.lr"),
+    tune("tune-study-name-dot", "tune.study_name=.", expect=r"tune\.study_name"),
     tune("tune-empty-space", "tune.space={}", expect=r"tune\.space"),
     tune(
         "tune-space-unknown-key",
@@ -538,12 +718,13 @@ def test_cases_are_many_and_cover_every_cli():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input_costs_nothing(case: Case, tmp_path: Path, request):
-    run = request.getfixturevalue("trained_run") if case.cli == "evaluate" else None
+    fx = request.getfixturevalue
+    run = fx("trained_run") if case.cli == "evaluate" else None
     tiny: list[str] = []
     if case.cli in ("train", "tune"):
-        tiny = request.getfixturevalue("tiny_overrides")(tmp_path / "w" / "runs")
+        tiny = fx("tiny_overrides")(tmp_path / "w" / "runs")
     if case.setup is not None:
-        case.setup(tmp_path, run)
+        case.setup(tmp_path, fx)
     argv = [fill(a, tmp_path, run) for a in command(case, tmp_path, run, tiny)]
 
     watched = [tmp_path] + ([run] if run is not None else [])

@@ -15,18 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 from lib.batching import TrainingBatches
-from lib.config import load_config
 from lib.errors import UserError
 from lib.training import TrainingError, train
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def make_cfg(tiny_overrides):
-    return lambda out, *extra, model_dir=None: load_config(
-        overrides=[*tiny_overrides(out, *([model_dir] if model_dir else [])), *extra]
-    )
 
 
 def _final_weights(run_dir):
