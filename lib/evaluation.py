@@ -166,7 +166,7 @@ def evaluate_run(
     check_tokenizer_fits(tokenizer, vocab_size=model.config.vocab_size, source=str(run_dir))
     out = Path(out) if out is not None else run_dir / f"eval-{chosen.name}"
     check_writable_dir(out, "--out")
-    refuse_unless_ours(out, "the output folder")
+    refuse_unless_ours(out, "the output folder", "evaluation")
 
     features = build_features(
         chosen.examples,

@@ -67,7 +67,7 @@ class TrainerState:
 def claim_dir(path: Path, kind: str) -> None:
     """Create `path` (it must not exist, or be an empty folder) and mark it as ours."""
     path = Path(path)
-    refuse_unless_ours(path, "the folder")
+    refuse_unless_ours(path, "the folder", kind)
     made = owner(path).get("made_folder", False) if is_ours(path) else not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -99,18 +99,26 @@ def created_here(path: Path) -> bool:
     )
 
 
-def refuse_unless_ours(path: Path, what: str) -> None:
-    """A folder we would write into or replace must be absent, empty, or carry our marker."""
+def refuse_unless_ours(path: Path, what: str, kind: str) -> None:
+    """A folder we would write into or replace must be absent, empty, or carry our marker for
+    the same kind of folder (an evaluation must not overwrite a run's metrics.json)."""
     path = Path(path)
     if not path.exists():
         return
     if not path.is_dir():
         raise UserError(f"{path}: {what} is a file; move it away or choose another name")
+    marker = owner(path)
     # (our own marker being written by a concurrent process is not "someone else's file")
-    if any(not p.name.startswith("." + OWNER_FILE) for p in path.iterdir()) and not is_ours(path):
+    foreign = [p for p in path.iterdir() if not p.name.startswith("." + OWNER_FILE)]
+    if foreign and marker is None:
         raise UserError(
             f"{path}: {what} exists and was not written by this project; refusing to write "
             "into it (move it away or choose another name)"
+        )
+    if marker is not None and marker.get("kind") != kind:
+        raise UserError(
+            f"{path}: {what} is a {marker.get('kind')} folder of this project, not "
+            f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} folder; choose another name"
         )
 
 

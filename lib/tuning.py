@@ -113,8 +113,8 @@ def check_setup(cfg: Config) -> None:
         raise UserError("tune.space is empty: declare what to search in [tune.space]")
     preflight(cfg)
     folder = study_dir(cfg)
-    refuse_unless_ours(folder, "the study folder (train.output_dir/tune.study_name)")
-    refuse_unless_ours(folder / "best", "the study's best/ folder")
+    refuse_unless_ours(folder, "the study folder (train.output_dir/tune.study_name)", "study")
+    refuse_unless_ours(folder / "best", "the study's best/ folder", "run")
     check_storage(cfg.tune.storage)
     check_training_data(build_dataset(cfg.data), cfg.data.split)
     load_qa_model(cfg.model.name)  # the weights load, the tokenizer fits them
@@ -135,7 +135,7 @@ def _replace_best(new: Path, best: Path) -> None:
     """Swap a complete folder in as best/ with two renames; a kill leaves old best/ or new."""
     old = best.with_name(f".best.old-{os.getpid()}")
     if best.exists():
-        refuse_unless_ours(best, "the study's best/ folder")
+        refuse_unless_ours(best, "the study's best/ folder", "run")
         os.replace(best, old)
     os.replace(new, best)
     shutil.rmtree(old, ignore_errors=True)

@@ -476,3 +476,18 @@ def test_kill_during_the_best_update_keeps_the_previous_best(tmp_path, tiny_over
     assert cli("tune.py", *args).returncode == 0  # the next process puts it back
     assert json.loads((best / "trial.json").read_text()) == first
     assert cli("evaluate.py", best).returncode == 0
+
+
+def test_an_evaluation_never_writes_over_a_run(checkpointed_run, tiny_overrides):
+    run, _ = checkpointed_run
+    before = tree(run)
+    line = one_line_exit_2(cli("evaluate.py", run, "--out", run))
+    assert "is a run folder of this project, not an evaluation folder" in line
+    study = cli(
+        "tune.py",
+        *tiny_overrides(run.parent),
+        "tune.study_name=run",  # the run's folder as a study folder
+        f"tune.storage=sqlite:///{run.parent}/o.db",
+    )
+    assert "not a study folder" in one_line_exit_2(study)
+    assert tree(run) == before
