@@ -68,13 +68,26 @@ def claim_dir(path: Path, kind: str) -> None:
     """Create `path` (it must not exist, or be an empty folder) and mark it as ours."""
     path = Path(path)
     refuse_unless_ours(path, "the folder", kind)
-    made = owner(path).get("made_folder", False) if is_ours(path) else not path.exists()
+    previous = owner(path) or {}
+    made = previous.get("made_folder", False) if previous else not path.exists()
+    # the folders above it that this call creates (runs/ on a first run): removed with it
+    parents = previous.get("made_parents", 0) if previous else _missing_parents(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         marker = {"kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
-        write_json_atomic(path / OWNER_FILE, {**marker, "made_folder": made, "time": time.time()})
+        write_json_atomic(
+            path / OWNER_FILE,
+            {**marker, "made_folder": made, "made_parents": parents, "time": time.time()},
+        )
     except OSError as err:
         raise path_error(path, "create the folder", err) from None
+
+
+def _missing_parents(path: Path) -> int:
+    count, parent = 0, path.absolute().parent
+    while not parent.exists() and parent.parent != parent:
+        count, parent = count + 1, parent.parent
+    return count
 
 
 def owner(path: Path) -> dict | None:
@@ -162,8 +175,14 @@ def abandoned(run_dir: Path) -> bool:
 
 def empty_run_dir(run_dir: Path) -> None:
     """Remove a run directory of ours (or only its contents, when the folder was the user's)."""
-    if owner(run_dir).get("made_folder"):
+    marker = owner(run_dir)
+    if marker.get("made_folder"):
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in list(Path(run_dir).absolute().parents)[: marker.get("made_parents", 0)]:
+            try:
+                parent.rmdir()  # only while empty: another run may live there by now
+            except OSError:
+                break
         return
     for entry in Path(run_dir).iterdir():
         if entry.is_dir() and not entry.is_symlink():

@@ -19,9 +19,11 @@ from typing import Any
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
+from lib.checkpoint import read_config
 from lib.config import Config, DataConfig, load_config, to_dict, with_overrides
 from lib.data import Dataset
 from lib.errors import UserError
+from lib.pretrained import resolve_model_dir
 from lib.run_dir import check_writable_dir, find_resume_dir, new_run_dir, usable_checkpoint
 
 log = logging.getLogger("lib.run_setup")
@@ -157,8 +159,20 @@ def resolve_run(cfg: Config) -> tuple[Config, Path, Path | None]:
     return cfg, Path(decided[0]), None
 
 
+def check_model_fits(cfg: Config) -> None:
+    """features.max_length fits the model's position embeddings (read from its config.json,
+    before any weights are loaded)."""
+    config = read_config(resolve_model_dir(cfg.model.name))
+    if cfg.features.max_length > config.max_position_embeddings:
+        raise UserError(
+            f"features.max_length={cfg.features.max_length} is longer than model "
+            f"{cfg.model.name}'s {config.max_position_embeddings} position embeddings"
+        )
+
+
 def preflight(cfg: Config) -> None:
     """The checks of a training run that need no data loaded (shared with tune.py)."""
     check_corpus_present(cfg.data)
     check_trackers(cfg.train.log_with)
     check_writable_dir(Path(cfg.train.output_dir), "train.output_dir")
+    check_model_fits(cfg)

@@ -34,7 +34,7 @@ import optuna
 
 from lib.config import Config, with_overrides
 from lib.data import build_dataset
-from lib.errors import UserError
+from lib.errors import UserError, os_reason
 from lib.files import write_json_atomic, write_text_atomic
 from lib.pretrained import load_qa_model, load_tokenizer
 from lib.run_dir import check_writable_dir, claim_dir, created_here, refuse_unless_ours
@@ -43,20 +43,53 @@ from lib.run_setup import check_training_data, preflight
 log = logging.getLogger("lib.tuning")
 
 
-def _check_storage_path(url: str, path: str) -> None:
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _looks_like_journal(head: bytes) -> bool:
+    try:
+        return "op_code" in json.loads(head.split(b"\n", 1)[0])
+    except (ValueError, TypeError):
+        return False
+
+
+def _check_storage_file(url: str, path: str, looks_right) -> None:
+    """The file is absent, or one Optuna wrote; its folder is writable. Nothing is created."""
     if not path:
         raise UserError(f"tune.storage={url}: no file path after the scheme")
-    if Path(path).is_dir():
+    file = Path(path)
+    if file.is_dir():
         raise UserError(f"tune.storage={url}: {path} is a folder, not a storage file")
-    check_writable_dir(Path(path).parent, "tune.storage")
+    check_writable_dir(file.parent, "tune.storage")
+    if file.is_file():
+        try:
+            with open(file, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError as err:
+            raise UserError(f"tune.storage={url}: cannot read {path} ({os_reason(err)})") from None
+        if head and not looks_right(head):
+            raise UserError(
+                f"tune.storage={url}: {path} exists and is not an Optuna storage; refusing to "
+                "write into it"
+            )
 
 
 def check_storage(url: str) -> None:
-    """What can be checked about `tune.storage` without creating it."""
+    """What can be checked about `tune.storage` without creating or changing anything."""
     if url.startswith("journal:"):
-        _check_storage_path(url, url.removeprefix("journal:"))
+        _check_storage_file(url, url.removeprefix("journal:"), _looks_like_journal)
     elif url.startswith("sqlite:///"):
-        _check_storage_path(url, url.removeprefix("sqlite:///"))
+        _check_storage_file(
+            url, url.removeprefix("sqlite:///"), lambda head: head.startswith(SQLITE_HEADER)
+        )
+    else:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(url).get_dialect()  # the driver is installed; no connection yet
+        except Exception as err:  # sqlalchemy's ArgumentError, NoSuchModuleError, ImportError
+            reason = " ".join(str(err).split())[:300] or type(err).__name__
+            raise UserError(f"tune.storage={url}: not a usable database URL ({reason})") from None
 
 
 def open_storage(url: str):
@@ -111,11 +144,11 @@ def check_setup(cfg: Config) -> None:
     trial fails with a user error, to tell the setup's fault from the trial's)."""
     if not cfg.tune.space:
         raise UserError("tune.space is empty: declare what to search in [tune.space]")
-    preflight(cfg)
     folder = study_dir(cfg)
     refuse_unless_ours(folder, "the study folder (train.output_dir/tune.study_name)", "study")
     refuse_unless_ours(folder / "best", "the study's best/ folder", "run")
     check_storage(cfg.tune.storage)
+    preflight(cfg)
     check_training_data(build_dataset(cfg.data), cfg.data.split)
     load_qa_model(cfg.model.name)  # the weights load, the tokenizer fits them
     load_tokenizer(cfg.model.name)

@@ -9,9 +9,10 @@ Each case is one row of CASES: which CLI, its arguments, a setup that creates th
 case's own tmp folder, and a regular expression the error line must match. In arguments, `{tmp}`
 is the case's folder, `{run}` the trained run directory shared by the evaluate cases (built once
 per module, outside `{tmp}`, and snapshotted too: evaluate.py writes into RUN_DIR/eval-<split> by
-default). train/tune cases run with the tiny overrides of
-conftest (`train.output_dir={tmp}/w/runs`), so a case that wrongly succeeds still ends in seconds,
-and everything it writes lands under `{tmp}` where the snapshot sees it.
+default). train/tune cases run with the tiny overrides of conftest (`train.output_dir=
+{tmp}/w/runs`; tune also gets its storage in `{tmp}` and one trial), so a case that wrongly
+succeeds still ends in seconds, and everything it writes lands under `{tmp}` where the snapshot
+sees it. Hostile paths (`../x`, absolute names) are chosen so that they too land under `{tmp}`.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def good_data(**more: str | bytes) -> Setup:
 # ------------------------------------------------------------------------------------ cases
 
 
-def data(id, posts=POSTS, rows=ROWS, expect="", *, extra=(), setup=None, p="posts.csv"):
+def data(id, posts=POSTS, rows=ROWS, *, expect, extra=(), setup=None, p="posts.csv"):
     """A `python -m lib.data {tmp}/<p> {tmp}/annotations.csv` case; None = file absent."""
     contents = {}
     if posts is not None:
@@ -257,8 +258,8 @@ CASES = [
         expect=r"posts\.csv",
     ),
     data(
-        "data-posts-json-extension",
-        '[{"post_id": "p1", "text": "x"}]\n',
+        "data-json-array-item-not-object",
+        '[{"post_id": "p1", "text": "I feel sad."}, 42]\n',
         expect=r"posts\.json",
         p="posts.json",
     ),
@@ -696,15 +697,24 @@ def command(case: Case, tmp: Path, run: Path | None, tiny: list[str]) -> list[st
     return [sys.executable, *SCRIPTS[case.cli], *head, *common, *argv]
 
 
-def check_error_line(stderr: str, expect: str) -> None:
+def error_line_problems(stderr: str, expect: str) -> list[str]:
+    """What is wrong with stderr as the one `error: ...` line the contract asks for."""
     text = stderr[:-1] if stderr.endswith("\n") else stderr
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert text.strip(), "stderr is empty"
-    assert "\n" not in text and "\r" not in text, f"stderr is not one line:\n{stderr[-3000:]}"
-    assert text.startswith("error:"), text[:500]
+    if "Traceback" in stderr:
+        return ["a traceback"]
+    if not text.strip():
+        return ["stderr is empty"]
+    if "\n" in text or "\r" in text:
+        return [f"stderr is {len(text.splitlines())} lines, not one"]
+    problems = []
+    if not text.startswith("error:"):
+        problems.append("the line does not start with 'error:'")
     controls = sorted({hex(ord(ch)) for ch in text if unicodedata.category(ch) == "Cc"})
-    assert not controls, f"control characters {controls} in {text[:500]!r}"
-    assert re.search(expect, text), f"{expect!r} not in {text[:500]!r}"
+    if controls:
+        problems.append(f"control characters {controls} in the line")
+    if not re.search(expect, text):
+        problems.append(f"the line does not match {expect!r}")
+    return problems
 
 
 # ------------------------------------------------------------------------------------ the test
@@ -713,6 +723,7 @@ def check_error_line(stderr: str, expect: str) -> None:
 def test_cases_are_many_and_cover_every_cli():
     assert len(CASES) >= 45
     assert len({c.id for c in CASES}) == len(CASES)
+    assert all(c.expect for c in CASES)
     assert {c.cli for c in CASES} == set(SCRIPTS)
 
 
@@ -743,10 +754,12 @@ def test_hostile_input_costs_nothing(case: Case, tmp_path: Path, request):
         pytest.fail(f"{case.id}: no answer within {TIMEOUT} s")
     after = [snapshot(folder) for folder in watched]
 
-    assert proc.returncode == 2, (
-        f"exit {proc.returncode}; stderr head: {proc.stderr[:200]!r}; "
+    problems = [] if proc.returncode == 2 else [f"exit status {proc.returncode}, not 2"]
+    problems += error_line_problems(proc.stderr, case.expect)
+    for folder, old, new in zip(watched, before, after, strict=True):
+        if changes := tree_changes(old, new):
+            problems.append(f"{folder} changed: {changes[:10]}")
+    assert not problems, (
+        f"{'; '.join(problems)}\nstderr head: {proc.stderr[:200]!r}\n"
         f"stderr tail: {proc.stderr[-1500:]!r}"
     )
-    check_error_line(proc.stderr, case.expect)
-    for folder, old, new in zip(watched, before, after, strict=True):
-        assert not tree_changes(old, new), f"{folder} changed: {tree_changes(old, new)[:20]}"
