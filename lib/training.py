@@ -65,14 +65,22 @@ def _dropout(value: float | str) -> float | None:
     return None if value == "checkpoint" else float(value)
 
 
-def _add_file_log(run_dir: Path, main: bool) -> logging.Handler | None:
+def _add_file_log(run_dir: Path, main: bool) -> None:
     if not main:
-        return None
+        return
     handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("lib").addHandler(handler)
     logging.getLogger("lib").setLevel(logging.INFO)
-    return handler
+
+
+def _close_file_log(run_dir: Path) -> None:
+    """Detach the run's train.log however the run ended (a tuning process trains many runs)."""
+    path = str((run_dir / "train.log").absolute())
+    for handler in list(logging.getLogger("lib").handlers):
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
+            logging.getLogger("lib").removeHandler(handler)
+            handler.close()
 
 
 def train(
@@ -89,9 +97,12 @@ def train(
     try:
         return _train(cfg, run_dir, resume_from, on_evaluate)
     except BaseException:
+        _close_file_log(run_dir)
         if resume_from is None and PartialState().is_main_process:
             remove_failed_start(run_dir)
         raise
+    finally:
+        _close_file_log(run_dir)
 
 
 def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) -> dict:
@@ -166,7 +177,7 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
     if state.is_main_process and not resuming:
         claim_dir(run_dir, "run")
     state.wait_for_everyone()
-    handler = _add_file_log(run_dir, state.is_main_process)
+    _add_file_log(run_dir, state.is_main_process)
     if state.is_main_process and not resuming:
         write_text_atomic(run_dir / "config.toml", dump_config(cfg))
         write_json_atomic(run_dir / "alignment.json", dataset.report.to_json())
@@ -349,9 +360,6 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
         validate()  # a run cut by max_steps or early stop mid-epoch still scores its last step
         checkpoint()
     metrics = _finish(accelerator, model, run_dir, trainer, evaluate, "test" in splits)
-    if handler is not None:
-        logging.getLogger("lib").removeHandler(handler)
-        handler.close()
     accelerator.end_training()
     return metrics
 

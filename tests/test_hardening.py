@@ -2,6 +2,7 @@
 traceback, never writes outside its folder; kills leave the previous complete state or nothing."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -289,6 +290,8 @@ def test_a_run_that_fails_before_its_first_checkpoint_can_be_run_again(tmp_path,
     with pytest.raises(RuntimeError, match="boom"):
         train(cfg, on_evaluate=fail)  # fails at its first validation, before any checkpoint
     assert not (tmp_path / "run").exists()
+    handlers = logging.getLogger("lib").handlers  # a tuning process trains on: no stale log
+    assert not any(isinstance(h, logging.FileHandler) for h in handlers)
     assert train(cfg)["steps"] == 2  # the same command again
 
 
