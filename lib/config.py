@@ -218,6 +218,10 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
 
 def did_you_mean(key: str, names: list[str], prefix: str) -> str:
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if not close:  # FATIGUE for fatigue: difflib compares case-sensitively
+        lowered = {name.lower(): name for name in names}
+        close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
+        close = [lowered[c] for c in close]
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lib.config import Config, load_config
+from lib.config import Config, load_config, with_overrides
 from lib.corpus import Example, Post, load_posts
 from lib.data import build_dataset
 from lib.decoding import Prediction
@@ -94,7 +94,10 @@ def select_data(
     """The examples to evaluate: a split of the run's data, other annotated files, or new posts."""
     d = cfg.data
     if symptoms:
-        d = replace(d, symptoms=list(symptoms))
+        try:  # checked as the config checks data.symptoms (known, distinct, with a question)
+            d = with_overrides(cfg, {"data.symptoms": [s.strip() for s in symptoms]}).data
+        except UserError as err:
+            raise UserError(f"--symptoms: {err}") from None
     if predict is not None:
         posts = load_posts(predict)
         examples, _ = build_examples(

@@ -493,4 +493,8 @@ def test_an_evaluation_never_writes_over_a_run(checkpointed_run, tiny_overrides)
         f"tune.storage=sqlite:///{run.parent}/o.db",
     )
     assert "not a study folder" in one_line_exit_2(study)
+    symptoms = cli("evaluate.py", run, "--symptoms", "fatigue,SLEEP_ISSUES")
+    assert "--symptoms: data.symptoms: unknown symptom 'fatigue' (did you mean FATIGUE?)" in (
+        one_line_exit_2(symptoms)
+    )
     assert tree(run) == before
