@@ -26,6 +26,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.cpu_speedups import apply_cpu_speedups  # noqa: E402
 from lib.pretrained import load_qa_model, resolve_model_dir  # noqa: E402
 
 
@@ -127,6 +128,8 @@ def main() -> None:
 
     folder = resolve_model_dir(args.model)
     ours = load_qa_model(folder).to(args.device)
+    if args.device == "cpu":
+        apply_cpu_speedups(ours)  # as train() does on CPU
     theirs = transformers.BertForQuestionAnswering.from_pretrained(
         folder, attn_implementation="sdpa"
     ).to(args.device)

@@ -242,7 +242,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     os.chdir(ROOT)
-    keep_freed_memory()  # as evaluate.py does on CPU; one process, so both sides get it
+    keep_freed_memory()  # as evaluate.py does on CPU (apply_cpu_speedups); both sides get it
     cfg = load_config(ROOT / "demo.toml", args.overrides)
     threads = args.threads or cfg.train.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

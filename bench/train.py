@@ -22,8 +22,9 @@ untimed steps use epoch 1's first batches.
              get_linear_schedule_with_warmup and clipping,
              through an Accelerator as Trainer does. Same dropout rates as ours by default
              (--reference-dropout checkpoint: the checkpoint's attention dropout 0.1).
-             Ours keeps freed host memory for reuse (lib.host_memory.keep_freed_memory, as
-             train() does on CPU); --reference-keep-memory gives the reference that too.
+             Ours applies lib.cpu_speedups.apply_cpu_speedups (dropout masks, attention, freed
+             host memory kept), as train() does on CPU; --reference-keep-memory gives the
+             reference the kept memory too.
 Both QA heads start from the same seeded initialisation.
 
 Each side runs in its own subprocess (so that its peak RSS, ru_maxrss, is its own); the parent
@@ -63,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from lib.batching import WindowDataset, collate_windows  # noqa: E402
 from lib.config import load_config  # noqa: E402
+from lib.cpu_speedups import apply_cpu_speedups  # noqa: E402
 from lib.data import build_dataset  # noqa: E402
 from lib.features import build_features  # noqa: E402
 from lib.host_memory import keep_freed_memory  # noqa: E402
@@ -143,8 +145,8 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
     from accelerate.utils import set_seed
 
     t = cfg.train
-    if side == "ours" or args.reference_keep_memory:
-        keep_freed_memory()
+    if side == "reference" and args.reference_keep_memory:
+        keep_freed_memory()  # ours gets it from apply_cpu_speedups, as train() does on CPU
     set_seed(t.seed)
     folder = resolve_model_dir(cfg.model.name)
     pad_id = tokenizer.token_to_id("[PAD]")
@@ -170,6 +172,8 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
             attention_dropout=None if attn == "checkpoint" else float(attn),
             gradient_checkpointing=cfg.model.gradient_checkpointing,
         )
+        if not torch.cuda.is_available():
+            apply_cpu_speedups(model)  # the one opt-in train() makes on CPU
     else:
         import transformers
 

@@ -25,13 +25,13 @@ import torch
 
 from lib.config import Config, load_config, with_overrides
 from lib.corpus import Example, Post, load_posts
+from lib.cpu_speedups import apply_cpu_speedups
 from lib.data import build_dataset
 from lib.decoding import Prediction
 from lib.errors import UserError
 from lib.examples import build_examples
 from lib.features import build_features
 from lib.files import json_line, write_json_atomic, write_text_atomic
-from lib.host_memory import keep_freed_memory
 from lib.inference import eval_loader, evaluate_examples, predict_logits
 from lib.metrics import covered_sentences
 from lib.optimization import new_accelerator, resolve_mixed_precision
@@ -190,7 +190,7 @@ def evaluate_run(
         mixed_precision=resolve_mixed_precision(precision or cfg.train.mixed_precision, device)
     )
     if accelerator.device.type == "cpu":
-        keep_freed_memory()
+        apply_cpu_speedups(model)
     model, loader = accelerator.prepare(model, loader)
     start, end = predict_logits(model, loader, accelerator, len(features))
     sentences = {pid: split_sentences(post.text) for pid, post in chosen.posts.items()}

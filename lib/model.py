@@ -8,19 +8,14 @@ lib/checkpoint.py splits and joins it); attention is
 `torch.nn.functional.scaled_dot_product_attention`, given no mask at all when nothing is padded
 (its fused kernels). There is no pooler: QA never uses it.
 
-CPU training takes two faster paths (GPUs and torch.compile keep PyTorch's own kernels), both
-measured fwd+bwd on 2 cores with bench/encoder.py and bench/train.py:
-- dropout draws its keep mask from 16 random bits per element instead of `bernoulli_`
-  (2.4x faster for a bf16 (16, 256, 384) tensor);
-- with attention dropout, attention is written out (matmul, softmax, matmul): SDPA's generic
-  fallback for dropout on CPU is slower.
+This file is the plain architecture, the same on every device. The measured CPU training
+speed-ups swap modules in from outside (lib/cpu_speedups.py), opted into by the trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +75,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
         seq_len = input_ids.shape[1]
@@ -91,79 +86,6 @@ class BertEmbeddings(nn.Module):
             embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         embeddings = embeddings + self.position_embeddings.weight[:seq_len]  # (T, H) broadcast
         return self.dropout(self.LayerNorm(embeddings))
-
-
-def random_keep_mask(shape: torch.Size, drop_p: float, device: torch.device):
-    """Bernoulli(1 - p) keep mask from 16 random bits per element, and the p it really used.
-
-    Why not bernoulli_: over a (B, nh, T, T) matrix on CPU it costs more than the attention
-    GEMMs (measured 145 ms vs 41 ms for 16x12x384x384); one int64 draw gives four 16-bit lanes.
-    p is rounded to a multiple of 1/65536 (0.1 -> 0.100006), and the caller rescales by it.
-    """
-    count = math.prod(shape)
-    bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
-    bits.random_(-(2**63), 2**63 - 1)  # all 64 bits uniform
-    threshold = round(drop_p * 65536)
-    lanes = bits.view(torch.int16)[:count].view(shape)  # each uniform on [-32768, 32767]
-    return lanes >= threshold - 32768, threshold / 65536
-
-
-class Dropout(nn.Dropout):
-    """nn.Dropout with a cheaper keep mask in CPU training (`random_keep_mask`); same module name,
-    no parameters, so state dicts and isinstance checks are unchanged."""
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if (
-            not self.training
-            or self.p == 0
-            or hidden.device.type != "cpu"
-            or torch.compiler.is_compiling()  # inductor fuses its own RNG
-        ):
-            return super().forward(hidden)
-        keep, drop_p = random_keep_mask(hidden.shape, self.p, hidden.device)
-        return hidden * keep.to(hidden.dtype).mul_(1.0 / (1.0 - drop_p))
-
-
-def use_written_out_attention(query: torch.Tensor, drop_p: float) -> bool:
-    """Whether this attention call should bypass SDPA: CPU training with attention dropout."""
-    if query.device.type != "cpu" or not torch.is_grad_enabled():
-        return False
-    return drop_p > 0 and not torch.compiler.is_compiling()
-
-
-def written_out_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None,
-    drop_p: float,
-) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + mask) with dropout on the probabilities, times v.
-
-    The same computation as SDPA's, for CPU training with attention dropout, where SDPA falls
-    back to a generic path (safe softmax, bernoulli_, extra passes over the (T, T) scores) that
-    is ~1.4x slower fwd+bwd at T=384 in fp32. Scores and softmax are fp32 whatever the input
-    dtype, as in SDPA's kernels: bf16 scores keep ~3 significant digits, which moves the
-    probabilities by several percent (on the demo, written-out attention with bf16 scores in
-    every layer cost 0.07 validation sentence_f1 against SDPA).
-    """
-    scale = query.shape[-1] ** -0.5
-    wide = torch.promote_types(query.dtype, torch.float32)  # bf16/fp16 -> fp32, fp64 stays
-    with torch.autocast(query.device.type, enabled=False):  # keep the fp32 matmul fp32
-        scores = torch.matmul(
-            query.to(wide) * scale, key.to(wide).transpose(-2, -1)
-        )  # (B, nh, T, T)
-        if attn_mask is not None:
-            # In place, and outside autograd: matmul's backward needs its inputs, not its output,
-            # and the fill needs no backward of its own: softmax's gradient is already exactly 0
-            # where its output is (exp underflows to 0 at the masked positions).
-            with torch.no_grad():
-                scores.masked_fill_(~attn_mask, torch.finfo(scores.dtype).min)
-        probs = torch.softmax(scores, dim=-1)
-        keep, drop_p = random_keep_mask(probs.shape, drop_p, probs.device)
-        probs = torch.where(keep, probs, 0.0).to(value.dtype)
-        # rescale the (B, nh, T, hd) output instead of the T-times larger probabilities
-        return torch.matmul(probs, value) * (1.0 / (1.0 - drop_p))  # (B, nh, T, hd)
 
 
 class BertSelfAttention(nn.Module):
@@ -179,13 +101,14 @@ class BertSelfAttention(nn.Module):
         qkv = self.qkv(hidden).view(batch, seq_len, 3, self.num_heads, self.head_size)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hd)
         drop_p = self.dropout_p if self.training else 0.0
-        if use_written_out_attention(query, drop_p):
-            context = written_out_attention(query, key, value, attn_mask, drop_p)
-        else:
-            context = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=attn_mask, dropout_p=drop_p
-            )  # (B, nh, T, hd)
+        context = self.attend(query, key, value, attn_mask, drop_p)  # (B, nh, T, hd)
         return context.transpose(1, 2).reshape(batch, seq_len, width)  # (B, T, H)
+
+    def attend(self, query, key, value, attn_mask, drop_p: float) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + mask) v, with dropout on the probabilities."""
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attn_mask, dropout_p=drop_p
+        )
 
 
 class BertSelfOutput(nn.Module):
@@ -195,7 +118,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(context)) + residual)
@@ -228,7 +151,7 @@ class BertOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, intermediate: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
@@ -268,12 +191,9 @@ def padding_mask_for_attention(attention_mask: torch.Tensor | None) -> torch.Ten
 
     Returns None when nothing is padded: SDPA's flash kernel on GPU only runs without a mask, and
     on CPU no mask is never slower. (B, 1, 1, T) rather than transformers' (B, 1, T, T): the CPU
-    kernel is measurably faster with the broadcast form. The `.all()` check syncs with the
-    device, so under torch.compile the mask is always kept (no data-dependent graph break).
+    kernel is measurably faster with the broadcast form.
     """
-    if attention_mask is None:
-        return None
-    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
+    if attention_mask is None or bool(attention_mask.all()):
         return None
     return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
 

@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from lib.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.config import Config, dump_config, load_config, with_overrides
+from lib.cpu_speedups import apply_cpu_speedups
 from lib.data import build_dataset
 from lib.features import build_features
 from lib.files import write_json_atomic, write_text_atomic
-from lib.host_memory import keep_freed_memory
 from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
 from lib.optimization import (
     linear_warmup_decay,
@@ -192,8 +192,8 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
         project_dir=str(run_dir),
         dynamo_backend="inductor" if t.compile else "no",
     )
-    if accelerator.device.type == "cpu" and keep_freed_memory():
-        log.info("host memory: freed blocks are kept for reuse (lib/host_memory.py)")
+    if accelerator.device.type == "cpu" and not t.compile:
+        apply_cpu_speedups(model)  # the one opt-in; inductor brings its own kernels
     model, optimizer, train_loader, scheduler, *prepared = accelerator.prepare(
         model, optimizer, train_loader, scheduler, *loaders.values()
     )

@@ -1,8 +1,7 @@
-"""lib/model.py: parity with transformers' BertModel, attention, dropout, checkpointing."""
+"""lib/model.py: parity with transformers' BertModel, attention, dropout, checkpointing; the
+file is the plain architecture, with no device- or compile-specific branch."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -10,15 +9,7 @@ import transformers
 from tiny import TINY, max_diff_on_tokens, random_batch
 
 from lib import load_encoder, load_tokenizer
-from lib.model import (
-    BertConfig,
-    BertForQuestionAnswering,
-    BertModel,
-    Dropout,
-    random_keep_mask,
-    use_written_out_attention,
-    written_out_attention,
-)
+from lib.model import BertConfig, BertForQuestionAnswering, BertModel
 
 PAIRS = [
     ("How do you sleep?", "I can't sleep at night; I wake up at 4am and lie there until dawn."),
@@ -80,113 +71,6 @@ def test_padding_content_and_full_mask_do_not_matter():
         assert max_diff_on_tokens(out, out_changed, batch["attention_mask"]) <= 1e-6
         ones = torch.ones_like(batch["attention_mask"])
         assert torch.equal(model(batch["input_ids"], ones), model(batch["input_ids"]))
-
-
-def oracle_attention(query, key, value, padding, keep, drop_p):
-    """The textbook formula in float64, one (batch, head) at a time."""
-    out = torch.zeros(query.shape, dtype=torch.float64)
-    for b in range(query.shape[0]):
-        for h in range(query.shape[1]):
-            q, k, v = (t[b, h].double() for t in (query, key, value))
-            scores = q @ k.T / math.sqrt(q.shape[-1])
-            scores[:, ~padding[b]] = -math.inf
-            probs = torch.softmax(scores, dim=-1) * keep[b, h] / (1 - drop_p)
-            out[b, h] = probs @ v
-    return out
-
-
-@pytest.mark.parametrize("drop_p", [0.0, 0.3])
-def test_written_out_attention_matches_oracle(drop_p):
-    generator = torch.Generator().manual_seed(1)
-    query, key, value = torch.randn(3, 3, 4, 13, 7, generator=generator)  # (B, nh, T, hd) each
-    padding = torch.ones(3, 13, dtype=torch.bool)
-    padding[1, 9:] = False
-    torch.manual_seed(5)
-    keep, used_p = random_keep_mask(torch.Size((3, 4, 13, 13)), drop_p, torch.device("cpu"))
-    torch.manual_seed(5)
-    ours = written_out_attention(query, key, value, padding[:, None, None, :], drop_p)
-    expected = oracle_attention(query, key, value, padding, keep, used_p)
-    assert (ours.double() - expected).abs().max().item() <= 1e-5
-    if drop_p == 0.0:
-        sdpa = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=padding[:, None, None, :]
-        )
-        assert (ours - sdpa).abs().max().item() <= 1e-5
-
-
-def test_written_out_attention_gradients():
-    generator = torch.Generator().manual_seed(2)
-    inputs = [torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64) for _ in range(3)]
-    for tensor in inputs:
-        tensor.requires_grad_(True)
-    padding = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]
-
-    def attention(q, k, v):
-        torch.manual_seed(3)  # the same dropout mask on every call
-        return written_out_attention(q, k, v, padding, 0.4)
-
-    assert torch.autograd.gradcheck(attention, inputs)
-
-
-@pytest.mark.parametrize("count", [1 << 20, 1001])
-def test_keep_mask_rate(count):
-    keep, used_p = random_keep_mask(torch.Size((count,)), 0.1, torch.device("cpu"))
-    assert keep.shape == (count,) and keep.dtype == torch.bool
-    assert abs(used_p - 0.1) < 1e-4
-    tolerance = 5 * math.sqrt(0.09 / count)  # five standard deviations
-    assert abs(keep.float().mean().item() - 0.9) < tolerance
-    assert random_keep_mask(torch.Size((4, 5)), 0.0, torch.device("cpu"))[0].all()
-
-
-def test_dropout_keeps_scales_and_passes_gradients():
-    dropout = Dropout(0.25).train()
-    hidden = torch.full((7, 11, 13), 2.0, requires_grad=True)
-    torch.manual_seed(4)
-    out = dropout(hidden)
-    torch.manual_seed(4)
-    keep, used_p = random_keep_mask(hidden.shape, 0.25, hidden.device)
-    assert torch.equal(out, torch.where(keep, 2.0 / (1 - used_p), 0.0))
-    out.sum().backward()
-    assert torch.equal(hidden.grad, torch.where(keep, 1 / (1 - used_p), 0.0))
-    assert 0.6 < keep.float().mean().item() < 0.9
-    bf16 = torch.ones(5, 9, dtype=torch.bfloat16)
-    assert dropout(bf16).dtype == torch.bfloat16
-    assert torch.equal(dropout.eval()(hidden), hidden)
-    assert dict(dropout.state_dict()) == {} and isinstance(dropout, torch.nn.Dropout)
-
-
-@pytest.mark.parametrize(
-    ("dtype", "drop_p", "grad", "expected"),
-    [
-        (torch.float32, 0.0, True, False),  # no dropout: SDPA's fused kernels
-        (torch.bfloat16, 0.0, True, False),
-        (torch.float32, 0.1, True, True),  # SDPA with dropout takes a slow path
-        (torch.bfloat16, 0.1, True, True),
-        (torch.bfloat16, 0.1, False, False),  # no backward pass: SDPA's forward is faster
-    ],
-)
-def test_written_out_attention_dispatch(dtype, drop_p, grad, expected):
-    query = torch.zeros(1, 1, 13, 4, dtype=dtype)
-    with torch.set_grad_enabled(grad):
-        assert use_written_out_attention(query, drop_p) is expected
-
-
-def test_written_out_attention_scores_in_fp32_for_bf16_inputs():
-    """Sharp attention (scores up to ~36): bf16 scores would be off by ~0.04, fp32 ones stay
-    within the bf16 rounding of the output, like SDPA's (~0.008 here)."""
-    generator = torch.Generator().manual_seed(3)
-    query, key, value = (
-        (torch.randn(3, 4, 13, 16, generator=generator) * scale).to(torch.bfloat16)
-        for scale in (3, 3, 1)
-    )
-    padding = torch.ones(3, 13, dtype=torch.bool)
-    padding[1, 9:] = False
-    keep = torch.ones(3, 4, 13, 13, dtype=torch.bool)
-    expected = oracle_attention(query, key, value, padding, keep, 0.0)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours = written_out_attention(query, key, value, padding[:, None, None, :], 0.0)
-    assert ours.dtype == torch.bfloat16
-    assert (ours.double() - expected).abs().max().item() <= 0.02
 
 
 def loss_and_grads(model: BertForQuestionAnswering, batch, seed: int):
@@ -269,3 +153,14 @@ def test_extra_padding_changes_no_output_or_gradient():
     for name, grad in grads.items():  # fp32 rounding only, relative to the gradient's size
         scale = max(1.0, grad.abs().max().item())
         assert (grad - grads_padded[name]).abs().max().item() <= 1e-6 * scale, name
+
+
+def test_the_model_file_is_plain():
+    """CPU speed-ups live in lib/cpu_speedups.py; the model branches on no device or compiler."""
+    import inspect
+
+    import lib.model
+
+    source = inspect.getsource(lib.model)
+    for branch in ("device.type", "is_compiling", "torch.compiler", "cuda", "random_keep_mask"):
+        assert branch not in source, branch
