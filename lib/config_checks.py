@@ -1,6 +1,6 @@
 """Checks on a loaded Config: ranges, cross-field constraints, and the tuning search space.
 
-Run once, by lib.config.config_from_dict, so that every mistake is reported at load -- with a
+Run once, by lib.config.config_from_dict (imports point one way: config -> config_checks), so that every mistake is reported at load -- with a
 message naming the keys and values involved -- before any data is read or anything is written.
 """
 
@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
-from lib.config import ALL_SYMPTOMS, Config, did_you_mean
-from lib.errors import UserError
+from lib.errors import UserError, did_you_mean
+from lib.metrics import METRIC_NAMES, is_valid_metric
+from lib.symptoms import ALL_SYMPTOMS, NEGATIVE_MODES, QUESTION_MODES
+
+if TYPE_CHECKING:  # config imports this module to check what it loads
+    from lib.config import Config
 
 SPACE_KEYS = {"low", "high", "log", "step", "choices"}
 
@@ -33,7 +38,7 @@ def _check_space(cfg: Config) -> None:
     for dotted, spec in cfg.tune.space.items():
         key = f"tune.space.{dotted}"
         section, _, name = dotted.partition(".")
-        if section not in {f.name for f in dataclasses.fields(Config)} or section == "tune":
+        if section not in {f.name for f in dataclasses.fields(cfg)} or section == "tune":
             raise UserError(f"{key}: {dotted} is not a tunable config key")
         fields = [f.name for f in dataclasses.fields(getattr(cfg, section))]
         if name not in fields:
@@ -104,15 +109,15 @@ def validate(cfg: Config) -> None:
     _require(bool(d.symptoms), "data.symptoms must name at least one symptom")
     _require(len(set(d.symptoms)) == len(d.symptoms), "data.symptoms has duplicates")
     _require(
-        d.question in ("criterion", "symptom", "empty"),
-        f"data.question must be criterion, symptom or empty, got {d.question!r}",
+        d.question in QUESTION_MODES,
+        f"data.question must be one of {', '.join(QUESTION_MODES)}, got {d.question!r}",
     )
     if d.question == "criterion":
         missing = [s for s in d.symptoms if not d.criteria.get(s, "").strip()]
         _require(not missing, f"data.criteria has no text for {', '.join(missing)}")
     _require(
-        d.negatives in ("none", "annotated", "all"),
-        f"data.negatives must be none, annotated or all, got {d.negatives!r}",
+        d.negatives in NEGATIVE_MODES,
+        f"data.negatives must be one of {', '.join(NEGATIVE_MODES)}, got {d.negatives!r}",
     )
     _require(
         len(d.split) == 3 and all(r >= 0 for r in d.split) and math.isclose(sum(d.split), 1.0),
@@ -161,8 +166,6 @@ def validate(cfg: Config) -> None:
         t.mixed_precision in ("no", "bf16", "fp16", "auto"),
         f"train.mixed_precision must be no, bf16, fp16 or auto, got {t.mixed_precision!r}",
     )
-    from lib.metrics import METRIC_NAMES, is_valid_metric
-
     _require(
         is_valid_metric(t.metric, d.symptoms),
         f"train.metric {t.metric!r} is not a metric{did_you_mean(t.metric, list(METRIC_NAMES), '')}"

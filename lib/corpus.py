@@ -8,15 +8,15 @@ Below the records: the loaders of the ReDSM5 files, which validate every row.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import unicodedata
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError, path_error
+from lib.errors import UserError, did_you_mean, path_error
+from lib.symptoms import ALL_SYMPTOMS
 
 
 @dataclass(frozen=True)
@@ -66,19 +66,6 @@ class Example:
 # JSONL line, and the column. Columns are found by header name, so their order is free and extra
 # columns are ignored; `explanation` is optional (ReDSM5 ships it, our pipeline never reads it).
 
-DSM_SYMPTOMS = (
-    "DEPRESSED_MOOD",
-    "ANHEDONIA",
-    "APPETITE_CHANGE",
-    "SLEEP_ISSUES",
-    "PSYCHOMOTOR",
-    "FATIGUE",
-    "WORTHLESSNESS",
-    "COGNITIVE_ISSUES",
-    "SUICIDAL_THOUGHTS",
-)
-SYMPTOMS = (*DSM_SYMPTOMS, "SPECIAL_CASE")  # every label a ReDSM5 annotation may carry
-
 POST_COLUMNS = ("post_id", "text")
 ANNOTATION_COLUMNS = ("post_id", "sentence_id", "sentence_text", "DSM5_symptom", "status")
 OPTIONAL_ANNOTATION_COLUMNS = ("explanation",)
@@ -92,14 +79,6 @@ def is_blank(text: str) -> bool:
     """True when `text` has no letter, digit, punctuation or symbol: only whitespace, control,
     format (zero-width) or combining characters -- nothing the model or a reader could use."""
     return not any(unicodedata.category(ch)[0] in VISIBLE for ch in text)
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in choices}
-        close = [lowered[word.lower()]] if word.lower() in lowered else []
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -166,7 +145,7 @@ def _columns(
     for name in required:
         if name not in names:
             raise UserError(
-                f"{path}: row 1: missing column {name}{_did_you_mean(name, names)}; "
+                f"{path}: row 1: missing column {name}{did_you_mean(name, names)}; "
                 f"the header must name {', '.join(required)} (found: {', '.join(names)})"
             )
     return {name: names.index(name) for name in (*required, *optional) if name in names}
@@ -250,7 +229,7 @@ def _posts_from_json(path: Path, text: str) -> dict[str, Post]:
             raise UserError(f"{path}: {where}: expected an object with post_id and text")
         for key in POST_COLUMNS:
             if key not in item:
-                raise UserError(f"{path}: {where}, key {key}: missing{_did_you_mean(key, item)}")
+                raise UserError(f"{path}: {where}, key {key}: missing{did_you_mean(key, item)}")
         pid, body = item["post_id"], item["text"]
         if isinstance(pid, int) and not isinstance(pid, bool):
             pid = str(pid)
@@ -284,7 +263,7 @@ def sentence_index(sentence_id: str, post_id: str) -> int | None:
 
 
 def load_annotations(
-    path: str | Path, posts: Mapping[str, Post], *, symptoms: Collection[str] = SYMPTOMS
+    path: str | Path, posts: Mapping[str, Post], *, symptoms: Collection[str] = ALL_SYMPTOMS
 ) -> list[Annotation]:
     """Validated annotation rows in file order, keeping those whose symptom is in `symptoms`."""
     path = Path(path)
@@ -311,10 +290,10 @@ def load_annotations(
         if is_blank(value["sentence_text"]):
             raise UserError(f"{where} sentence_text: empty text")
         symptom = value["DSM5_symptom"].strip()
-        if symptom not in SYMPTOMS:
+        if symptom not in ALL_SYMPTOMS:
             raise UserError(
                 f"{where} DSM5_symptom: unknown symptom {symptom!r}"
-                f"{_did_you_mean(symptom, SYMPTOMS)}; expected one of {', '.join(SYMPTOMS)}"
+                f"{did_you_mean(symptom, ALL_SYMPTOMS)}; expected one of {', '.join(ALL_SYMPTOMS)}"
             )
         status = value["status"].strip()
         if status not in ("0", "1"):

@@ -5,9 +5,7 @@ scores start_logit[s] + end_logit[e] (float32); it must satisfy s <= e, e - s < 
 and lie in the post; the null score is the [CLS] start + end logit, taken as the minimum over an
 example's windows; "no evidence" is predicted when null - best > null_threshold. Unlike the
 reference's top-n starts x top-n ends (which can miss the best valid span), the n-best search is
-exact, ties included, and vectorised over all windows in numpy on the CPU:
-
-The search itself (exact, ties included, vectorised in numpy) is lib/span_search.py.
+exact, ties included, and vectorised over all windows in numpy on the CPU (lib/span_search.py).
 
 Timings against the reference loop: bench/decode.py. Windows are merged per example by character
 span (max score), mapped to characters through the token offsets of lib/features.py, optionally
@@ -283,12 +281,3 @@ def select_predictions(
         )
         for ex, cand in zip(examples, candidates)
     }
-
-
-def __getattr__(name: str):
-    """choose_null_threshold moved to lib/null_threshold.py (which imports this module)."""
-    if name == "choose_null_threshold":
-        from lib.null_threshold import choose_null_threshold
-
-        return choose_null_threshold
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

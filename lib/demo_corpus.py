@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from lib.corpus import DSM_SYMPTOMS
 from lib.errors import UserError, run_cli
+from lib.symptoms import DSM_SYMPTOMS
 
 _SLOTS = {
     "weeks": ["two weeks", "a month", "three months", "six weeks", "most of this year"],

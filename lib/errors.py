@@ -10,10 +10,11 @@ name) is one line and exit status 1; anything else is a bug: traceback and exit 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class UserError(Exception):
@@ -22,6 +23,16 @@ class UserError(Exception):
 
 class RunError(RuntimeError):
     """A run that cannot go on for a reason we can name (e.g. the loss became NaN): exit 1."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """` (did you mean <prefix><closest>?)`, or "" when nothing is close (case ignored last)."""
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close:  # FATIGUE for fatigue: difflib compares case-sensitively
+        lowered = {choice.lower(): choice for choice in choices}
+        close = [lowered[c] for c in difflib.get_close_matches(word.lower(), lowered, n=1)]
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def os_reason(err: OSError) -> str:

@@ -45,7 +45,6 @@ from lib.run_dir import (
     verify_model_files,
 )
 from lib.sentences import split_sentences
-from lib.tokenizer import check_tokenizer_fits
 
 log = logging.getLogger("lib.evaluation")
 
@@ -166,7 +165,6 @@ def evaluate_run(
     chosen = select_data(cfg, split=split, data=data, predict=predict, symptoms=symptoms)
     tokenizer = load_tokenizer(run_dir)
     model = load_qa_model(run_dir, require_head=True)
-    check_tokenizer_fits(tokenizer, vocab_size=model.config.vocab_size, source=str(run_dir))
     out = Path(out) if out is not None else run_dir / f"eval-{chosen.name}"
     check_writable_dir(out, "--out")
     refuse_unless_ours(out, "the output folder", "evaluation")

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from lib.align import RULES, Alignment, align_evidence
 from lib.corpus import Annotation, Example, Post, Span, sentence_index
 from lib.errors import UserError
-
-QUESTION_MODES = ("criterion", "symptom", "empty")
-NEGATIVE_MODES = ("none", "annotated", "all")
+from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 
 SYMPTOM_NAMES = {
     "DEPRESSED_MOOD": "depressed mood",

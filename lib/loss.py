@@ -1,7 +1,8 @@
 """The training objective: span log-likelihood marginalised over every gold span in a window.
 
 A window can hold several evidence sentences for one symptom. Rather than duplicating the window
-once per span (the old project) we maximise the probability that the model points at *any* of them:
+once per span (a copy per answer would teach each copy that the others are wrong), the loss looks
+at all of them at once. `combine="marginal"` maximises the probability of pointing at *any*:
 
     loss = -log sum_k p_start(s_k) * p_end(e_k)        (halved, as BertForQuestionAnswering halves
                                                         start CE + end CE)

@@ -130,6 +130,21 @@ def checked_rate(name: str, value: float | None) -> float | None:
     return value
 
 
+def _load(cls, path_or_name, dropout, attention_dropout, gradient_checkpointing, head: str):
+    """A `cls` (BertModel or BertForQuestionAnswering) with the folder's weights, eval mode."""
+    folder = resolve_model_dir(path_or_name)
+    model = cls(
+        checkpoint.read_config(folder),
+        gradient_checkpointing,
+        dropout=checked_rate("dropout", dropout),
+        attention_dropout=checked_rate("attention_dropout", attention_dropout),
+    )
+    tensors, source = checkpoint.read_weight_file(folder)
+    if not checkpoint.load_weights(model, tensors, source=source, head=head) and head != "ignore":
+        log.info("%s has no qa_outputs.*: the QA head starts from a fresh initialisation", source)
+    return model.eval()
+
+
 def load_encoder(
     path_or_name: str | os.PathLike,
     *,
@@ -137,18 +152,11 @@ def load_encoder(
     attention_dropout: float | None = None,
     gradient_checkpointing: bool = False,
 ) -> BertModel:
-    """The pretrained BertModel (eval mode); dropout None = the checkpoint's own rate."""
-    folder = resolve_model_dir(path_or_name)
-    model = BertModel(
-        checkpoint.read_config(folder),
-        gradient_checkpointing,
-        dropout=checked_rate("dropout", dropout),
-        attention_dropout=checked_rate("attention_dropout", attention_dropout),
+    """The pretrained BertModel (eval mode); dropout None = the checkpoint's own rate. A
+    fine-tuned QA model's head is simply not part of an encoder."""
+    return _load(
+        BertModel, path_or_name, dropout, attention_dropout, gradient_checkpointing, "ignore"
     )
-    tensors, source = checkpoint.read_weight_file(folder)
-    # a fine-tuned QA model's head is simply not part of an encoder
-    checkpoint.load_weights(model, tensors, source=source, head="ignore")
-    return model.eval()
 
 
 def load_qa_model(
@@ -161,18 +169,15 @@ def load_qa_model(
 ) -> BertForQuestionAnswering:
     """BERT + QA head (eval mode). The head comes from the file when it has qa_outputs.*;
     otherwise it is freshly initialised, or a UserError when require_head (a trained run)."""
-    folder = resolve_model_dir(run_dir_or_name)
-    model = BertForQuestionAnswering(
-        checkpoint.read_config(folder),
-        gradient_checkpointing,
-        dropout=checked_rate("dropout", dropout),
-        attention_dropout=checked_rate("attention_dropout", attention_dropout),
-    )
-    tensors, source = checkpoint.read_weight_file(folder)
     head = "load" if require_head else "optional"
-    if not checkpoint.load_weights(model, tensors, source=source, head=head):
-        log.info("%s has no qa_outputs.*: the QA head starts from a fresh initialisation", source)
-    return model.eval()
+    return _load(
+        BertForQuestionAnswering,
+        run_dir_or_name,
+        dropout,
+        attention_dropout,
+        gradient_checkpointing,
+        head,
+    )
 
 
 def save_qa_model(model: BertForQuestionAnswering, tokenizer: Tokenizer, folder: Path) -> None:

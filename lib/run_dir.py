@@ -49,7 +49,9 @@ STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 @dataclass
 class TrainerState:
-    """Where the loop is: enough, with accelerate's saved state, to continue bit for bit."""
+    """Where the loop is and what it has found: enough, with accelerate's saved state, to continue
+    bit for bit. Saved as trainer_state.json in every checkpoint (JSON, so that the manifest can
+    verify it and a person can read it)."""
 
     epoch: int = 0
     batches_in_epoch: int = 0  # micro-batches of this epoch already consumed
@@ -57,6 +59,8 @@ class TrainerState:
     best_metric: float | None = None
     best_step: int = -1
     evals_without_improvement: int = 0
+    best_threshold: float | None = None  # decode.null_threshold the best model was scored with
+    best_val: dict | None = None  # the best model's validation metrics
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
 

@@ -14,26 +14,28 @@ asked about every symptom they are ~90% of the data and carry little signal each
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
-from accelerate import PartialState
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
+from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from lib.batching import TrainingBatches, WindowDataset, collate_windows
-from lib.config import Config, dump_config, load_config, with_overrides
+from lib.config import Config, dump_config, with_overrides
 from lib.cpu_speedups import apply_cpu_speedups
-from lib.data import build_dataset
-from lib.features import build_features
+from lib.data import Dataset, build_dataset
+from lib.features import Features, build_features
 from lib.files import write_json_atomic, write_text_atomic
 from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
 from lib.optimization import (
@@ -105,19 +107,52 @@ def train(
         _close_file_log(run_dir)
 
 
-def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) -> dict:
-    resuming = resume_from is not None
-    t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    state = PartialState()
-    set_seed(t.seed)
+@dataclass
+class TrainingRun:
+    """Everything set up for one run: the prepared model, optimizer and loaders, the data they
+    read, and where the run is written. Built once by `_set_up`; the loop only reads it."""
 
-    # Data first: a bad corpus or model name fails here, before anything is written.
+    cfg: Config
+    run_dir: Path
+    dataset: Dataset
+    features: dict[str, Features]  # per split
+    sentences: dict[str, list[tuple[int, int]]]  # per post_id
+    tokenizer: Tokenizer
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_loader: DataLoader
+    eval_loaders: dict[str, DataLoader]
+    total_steps: int
+
+
+def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) -> dict:
+    run = _set_up(cfg, run_dir, resume_from)
+    trainer = TrainerState()
+    if resume_from is not None:
+        remove_stale_temporaries(run_dir)
+        run.accelerator.load_state(str(resume_from))
+        trainer = read_trainer_state(resume_from)
+        log.info("resumed from %s (step %d)", resume_from, trainer.global_step)
+    loss_since_eval = _loop(run, trainer, on_evaluate)
+    if not trainer.history or trainer.history[-1]["step"] != trainer.global_step:
+        # a run cut by max_steps or early stop mid-epoch still scores its last step
+        _validate(run, trainer, loss_since_eval, on_evaluate)
+        _checkpoint(run, trainer)
+    metrics = _finish(run, trainer)
+    run.accelerator.end_training()
+    return metrics
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def _load_data(cfg: Config) -> tuple[Dataset, Tokenizer, dict[str, Features], dict]:
+    """The examples of every split, their feature windows and the posts' sentences."""
     dataset = build_dataset(cfg.data)
     check_training_data(dataset, cfg.data.split)
     tokenizer = load_tokenizer(cfg.model.name)
-    pad_id = tokenizer.token_to_id("[PAD]")
     featurize = partial(
         build_features,
         tokenizer=tokenizer,
@@ -125,38 +160,47 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
         doc_stride=cfg.features.doc_stride,
         max_question_length=cfg.features.max_question_length,
     )
-    splits = {name: featurize(examples) for name, examples in dataset.splits.items() if examples}
+    features = {name: featurize(examples) for name, examples in dataset.splits.items() if examples}
     sentences = {pid: split_sentences(post.text) for pid, post in dataset.posts.items()}
+    return dataset, tokenizer, features, sentences
 
+
+def _loaders(cfg: Config, features: dict[str, Features], pad_id: int):
+    """(training loader, {"val"/"test": evaluation loader})."""
+    t = cfg.train
     collate = partial(
         collate_windows, pad_id=pad_id, pad_to_multiple_of=cfg.features.pad_to_multiple_of
     )
     micro = TrainingBatches(
-        splits["train"],
+        features["train"],
         batch_size=t.batch_size,
         grad_accum=t.grad_accum,
         no_answer_fraction=t.no_answer_fraction,
         seed=t.seed,
     )
     train_loader = DataLoader(
-        WindowDataset(splits["train"], with_labels=True),
+        WindowDataset(features["train"], with_labels=True),
         batch_sampler=micro,
         collate_fn=collate,
         # Its own generator: starting an epoch must not draw from the RNG that dropout uses,
         # or a resumed run would see different dropout masks than the uninterrupted one.
         generator=torch.Generator().manual_seed(t.seed),
     )
-    loaders = {
+    eval_loaders = {
         name: eval_loader(
             feats,
             batch_size=t.eval_batch_size,
             pad_id=pad_id,
             pad_to_multiple_of=cfg.features.pad_to_multiple_of,
         )
-        for name, feats in splits.items()
+        for name, feats in features.items()
         if name in ("val", "test")
     }
+    return train_loader, eval_loaders
 
+
+def _model_and_optimizer(cfg: Config, batches_per_epoch: int, num_processes: int):
+    t = cfg.train
     model = load_qa_model(
         cfg.model.name,
         dropout=_dropout(cfg.model.dropout),
@@ -166,14 +210,18 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
     optimizer = new_optimizer(model, lr=t.lr, weight_decay=t.weight_decay)
     # The schedule is laid out in single-process optimizer steps: after `prepare` each of N
     # processes takes 1/N of them and AcceleratedScheduler advances the schedule N times a step.
-    schedule_steps = t.epochs * math.ceil(len(train_loader) / t.grad_accum)
+    schedule_steps = t.epochs * math.ceil(batches_per_epoch / t.grad_accum)
     if t.max_steps:
-        schedule_steps = min(schedule_steps, t.max_steps * state.num_processes)
+        schedule_steps = min(schedule_steps, t.max_steps * num_processes)
     scheduler = linear_warmup_decay(
         optimizer, warmup_steps=round(t.warmup_ratio * schedule_steps), total_steps=schedule_steps
     )
+    return model, optimizer, scheduler
 
-    # Everything checked: now the run directory is written.
+
+def _open_run_dir(cfg: Config, run_dir: Path, dataset: Dataset, resuming: bool) -> None:
+    """Everything checked: now the run directory is written (by the main process)."""
+    state = PartialState()
     if state.is_main_process and not resuming:
         claim_dir(run_dir, "run")
     state.wait_for_everyone()
@@ -181,8 +229,22 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
     if state.is_main_process and not resuming:
         write_text_atomic(run_dir / "config.toml", dump_config(cfg))
         write_json_atomic(run_dir / "alignment.json", dataset.report.to_json())
+
+
+def _set_up(cfg: Config, run_dir: Path, resume_from: Path | None) -> TrainingRun:
+    """Seed -> data -> model -> optimizer -> scheduler -> one `prepare` (Accelerate's order)."""
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    state = PartialState()
+    set_seed(t.seed)
+    # Data first: a bad corpus or model name fails here, before anything is written.
+    dataset, tokenizer, features, sentences = _load_data(cfg)
+    train_loader, eval_loaders = _loaders(cfg, features, tokenizer.token_to_id("[PAD]"))
+    model, optimizer, scheduler = _model_and_optimizer(cfg, len(train_loader), state.num_processes)
+    _open_run_dir(cfg, run_dir, dataset, resume_from is not None)
     log.info("data: %s", {k: len(v) for k, v in dataset.splits.items()})
-    log.info("windows: %s", {k: len(v) for k, v in splits.items()})
+    log.info("windows: %s", {k: len(v) for k, v in features.items()})
 
     precision = resolve_mixed_precision(t.mixed_precision, state.device)
     accelerator = new_accelerator(
@@ -195,22 +257,14 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
     if accelerator.device.type == "cpu" and not t.compile:
         apply_cpu_speedups(model)  # the one opt-in; inductor brings its own kernels
     model, optimizer, train_loader, scheduler, *prepared = accelerator.prepare(
-        model, optimizer, train_loader, scheduler, *loaders.values()
+        model, optimizer, train_loader, scheduler, *eval_loaders.values()
     )
-    loaders = dict(zip(loaders, prepared, strict=True))
     steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)  # per process, from here on
     total_steps = t.epochs * steps_per_epoch
     if t.max_steps:
         total_steps = min(total_steps, t.max_steps)
     if t.log_with:
         accelerator.init_trackers(run_dir.name, config={"run_dir": str(run_dir)})
-
-    trainer = TrainerState()
-    if resuming:
-        remove_stale_temporaries(run_dir)
-        accelerator.load_state(str(resume_from))
-        trainer = read_trainer_state(resume_from)
-        log.info("resumed from %s (step %d)", resume_from, trainer.global_step)
     log.info(
         "precision=%s processes=%d steps/epoch=%d total steps=%d",
         precision,
@@ -218,177 +272,226 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
         steps_per_epoch,
         total_steps,
     )
-
-    def evaluate(split: str, tune: bool, threshold: float | None = None) -> EvalResult:
-        # Evaluation must not move the RNG streams that dropout and batch order use.
-        with torch.random.fork_rng(devices=[]):
-            start, end = predict_logits(model, loaders[split], accelerator, len(splits[split]))
-        decode = (
-            cfg.decode
-            if threshold is None
-            else with_overrides(cfg, {"decode.null_threshold": threshold}).decode
-        )
-        return evaluate_examples(
-            dataset.splits[split],
-            splits[split],
-            start,
-            end,
-            decode_cfg=decode,
-            sentences=sentences,
-            metric=t.metric,
-            tune_threshold=tune,
-        )
-
-    def validate() -> None:
-        result = evaluate("val", tune=cfg.decode.tune_null_threshold)
-        value = result.metrics[t.metric]
-        improved = trainer.best_metric is None or value > trainer.best_metric
-        trainer.history.append(
-            {
-                "step": trainer.global_step,
-                "epoch": trainer.epoch,
-                "train_loss": loss_since_eval.mean(),
-                t.metric: value,
-            }
-        )
-        loss_since_eval.reset()
-        log.info(
-            "step %d: val %s=%.4f%s",
-            trainer.global_step,
-            t.metric,
-            value,
-            " (best)" if improved else "",
-        )
-        if improved:
-            trainer.best_metric, trainer.best_step = value, trainer.global_step
-            trainer.evals_without_improvement = 0
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                best_cfg = with_overrides(cfg, {"decode.null_threshold": result.null_threshold})
-                forget_model_files(run_dir)  # until sealed, no half-saved model is accepted
-                save_qa_model(
-                    accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, run_dir
-                )
-                write_text_atomic(run_dir / "config.toml", dump_config(best_cfg))
-                write_json_atomic(
-                    run_dir / "metrics.json",
-                    {"best_step": trainer.best_step, "val": result.metrics},
-                )
-                seal_model_files(run_dir, trainer.best_step)
-        else:
-            trainer.evals_without_improvement += 1
-            trainer.stopped_early = (
-                bool(t.patience) and trainer.evals_without_improvement >= t.patience
-            )
-        accelerator.log(
-            {f"val/{k}": v for k, v in result.metrics.items()}, step=trainer.global_step
-        )
-        if on_evaluate is not None:
-            on_evaluate(trainer.global_step, result.metrics)
-
-    def checkpoint() -> None:
-        tmp = checkpoint_tmp_path(run_dir, trainer.global_step)
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            finish_checkpoint(run_dir, trainer.global_step, trainer, t.keep_checkpoints)
-        accelerator.wait_for_everyone()
-
-    progress = tqdm(
-        total=total_steps,
-        initial=trainer.global_step,
-        desc="train",
-        disable=not accelerator.is_main_process,
-        dynamic_ncols=True,
-        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # log files get a line per 30 s
-    )
-    step_args = dict(
+    return TrainingRun(
+        cfg=cfg,
+        run_dir=run_dir,
+        dataset=dataset,
+        features=features,
+        sentences=sentences,
+        tokenizer=tokenizer,
+        accelerator=accelerator,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        accelerator=accelerator,
-        span_loss=t.span_loss,
-        max_grad_norm=t.max_grad_norm,
+        train_loader=train_loader,
+        eval_loaders=dict(zip(eval_loaders, prepared, strict=True)),
+        total_steps=total_steps,
     )
-    model.train()
-    started, seen = time.perf_counter(), 0
+
+
+# ---------------------------------------------------------------- validation and checkpoints
+
+
+def _evaluate(run: TrainingRun, split: str, tune: bool, threshold: float | None = None):
+    """Logits -> spans -> (threshold) -> metrics on one split."""
+    cfg = run.cfg
+    # Evaluation must not move the RNG streams that dropout and batch order use.
+    with torch.random.fork_rng(devices=[]):
+        start, end = predict_logits(
+            run.model, run.eval_loaders[split], run.accelerator, len(run.features[split])
+        )
+    decode = (
+        cfg.decode
+        if threshold is None
+        else with_overrides(cfg, {"decode.null_threshold": threshold}).decode
+    )
+    return evaluate_examples(
+        run.dataset.splits[split],
+        run.features[split],
+        start,
+        end,
+        decode_cfg=decode,
+        sentences=run.sentences,
+        metric=cfg.train.metric,
+        tune_threshold=tune,
+    )
+
+
+def _save_best(run: TrainingRun, trainer: TrainerState, result: EvalResult) -> None:
+    """The best model so far, with the threshold it was scored with, sealed by a manifest."""
+    accelerator = run.accelerator
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    best_cfg = with_overrides(run.cfg, {"decode.null_threshold": result.null_threshold})
+    forget_model_files(run.run_dir)  # until sealed, no half-saved model is accepted
+    model = accelerator.unwrap_model(run.model, keep_torch_compile=False)
+    save_qa_model(model, run.tokenizer, run.run_dir)
+    write_text_atomic(run.run_dir / "config.toml", dump_config(best_cfg))
+    write_json_atomic(
+        run.run_dir / "metrics.json", {"best_step": trainer.best_step, "val": result.metrics}
+    )
+    seal_model_files(run.run_dir, trainer.best_step)
+
+
+def _validate(run: TrainingRun, trainer: TrainerState, loss: RunningMean, on_evaluate) -> None:
+    """Score the validation split; keep the model when it improves; early stopping."""
+    t = run.cfg.train
+    result = _evaluate(run, "val", tune=run.cfg.decode.tune_null_threshold)
+    value = result.metrics[t.metric]
+    improved = trainer.best_metric is None or value > trainer.best_metric
+    trainer.history.append(
+        {
+            "step": trainer.global_step,
+            "epoch": trainer.epoch,
+            "train_loss": loss.mean(),
+            t.metric: value,
+        }
+    )
+    loss.reset()
+    best = " (best)" if improved else ""
+    log.info("step %d: val %s=%.4f%s", trainer.global_step, t.metric, value, best)
+    if improved:
+        trainer.best_metric, trainer.best_step = value, trainer.global_step
+        trainer.best_threshold, trainer.best_val = result.null_threshold, result.metrics
+        trainer.evals_without_improvement = 0
+        _save_best(run, trainer, result)
+    else:
+        trainer.evals_without_improvement += 1
+        trainer.stopped_early = bool(t.patience) and trainer.evals_without_improvement >= t.patience
+    val_metrics = {f"val/{k}": v for k, v in result.metrics.items()}
+    run.accelerator.log(val_metrics, step=trainer.global_step)
+    if on_evaluate is not None:
+        on_evaluate(trainer.global_step, result.metrics)
+
+
+def _checkpoint(run: TrainingRun, trainer: TrainerState) -> None:
+    tmp = checkpoint_tmp_path(run.run_dir, trainer.global_step)
+    run.accelerator.save_state(str(tmp))
+    run.accelerator.wait_for_everyone()
+    if run.accelerator.is_main_process:
+        keep = run.cfg.train.keep_checkpoints
+        finish_checkpoint(run.run_dir, trainer.global_step, trainer, keep)
+    run.accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class Progress:
+    """The progress bar and what it shows; not part of the resumable state."""
+
+    bar: tqdm
+    started: float
+    seen: int = 0  # windows trained on in this process's lifetime, all processes
+
+    def step(self, loss: torch.Tensor, lr: float) -> None:
+        self.bar.set_postfix(
+            loss=f"{loss.item():.3f}",
+            lr=f"{lr:.2e}",
+            ex_s=f"{self.seen / (time.perf_counter() - self.started):.1f}",
+            refresh=False,  # update() redraws, at most every mininterval
+        )
+        self.bar.update(1)
+
+
+def _loop(run: TrainingRun, trainer: TrainerState, on_evaluate) -> RunningMean:
+    """Epochs of optimizer steps from wherever `trainer` says the run is; returns the training
+    loss accumulated since the last validation."""
+    t, accelerator = run.cfg.train, run.accelerator
+    progress = Progress(
+        bar=tqdm(
+            total=run.total_steps,
+            initial=trainer.global_step,
+            desc="train",
+            disable=not accelerator.is_main_process,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # log files: a line per 30 s
+        ),
+        started=time.perf_counter(),
+    )
     loss_since_eval = RunningMean()
-    done = trainer.stopped_early or trainer.global_step >= total_steps
+    run.model.train()
+    done = trainer.stopped_early or trainer.global_step >= run.total_steps
     while not done and trainer.epoch < t.epochs:
-        train_loader.set_epoch(trainer.epoch)  # the batch order of epoch e is fixed by (seed, e)
-        loader = train_loader
+        run.train_loader.set_epoch(trainer.epoch)  # epoch e's batch order is fixed by (seed, e)
+        loader = run.train_loader
         if trainer.batches_in_epoch:
-            loader = accelerator.skip_first_batches(train_loader, trainer.batches_in_epoch)
+            loader = accelerator.skip_first_batches(run.train_loader, trainer.batches_in_epoch)
         for batch in loader:
-            try:
-                loss = training_step(batch, **step_args)
-            except TrainingError as error:
-                raise TrainingError(
-                    f"{error} at step {trainer.global_step + 1} (epoch {trainer.epoch + 1}); "
-                    "try a lower train.lr or train.mixed_precision=no"
-                ) from None
-            trainer.batches_in_epoch += 1
+            loss = _step(run, trainer, batch)
             loss_since_eval.add(loss)
-            seen += batch["input_ids"].shape[0] * accelerator.num_processes
+            progress.seen += batch["input_ids"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             trainer.global_step += 1
-            lr = scheduler.get_last_lr()[0]
-            progress.set_postfix(
-                loss=f"{loss.item():.3f}",
-                lr=f"{lr:.2e}",
-                ex_s=f"{seen / (time.perf_counter() - started):.1f}",
-                refresh=False,  # update() redraws, at most every mininterval
-            )
-            progress.update(1)
+            lr = run.scheduler.get_last_lr()[0]
+            progress.step(loss, lr)
             accelerator.log({"train/loss": loss.item(), "train/lr": lr}, step=trainer.global_step)
             if t.eval_every and trainer.global_step % t.eval_every == 0:
-                validate()
+                _validate(run, trainer, loss_since_eval, on_evaluate)
             if t.checkpoint_every and trainer.global_step % t.checkpoint_every == 0:
-                checkpoint()
+                _checkpoint(run, trainer)
             if trainer.stopped_early or (t.max_steps and trainer.global_step >= t.max_steps):
                 done = True
                 break
         else:  # the epoch ran to its end
             trainer.epoch += 1
             trainer.batches_in_epoch = 0
-            validate()
-            checkpoint()
+            _validate(run, trainer, loss_since_eval, on_evaluate)
+            _checkpoint(run, trainer)
             done = trainer.stopped_early
-    progress.close()
-    if not trainer.history or trainer.history[-1]["step"] != trainer.global_step:
-        validate()  # a run cut by max_steps or early stop mid-epoch still scores its last step
-        checkpoint()
-    metrics = _finish(accelerator, model, run_dir, trainer, evaluate, "test" in splits)
-    accelerator.end_training()
-    return metrics
+    progress.bar.close()
+    return loss_since_eval
 
 
-def _finish(accelerator, model, run_dir: Path, trainer: TrainerState, evaluate, has_test: bool):
-    """Reload the best weights, score the test split with the validation-tuned threshold.
+def _step(run: TrainingRun, trainer: TrainerState, batch: dict) -> torch.Tensor:
+    """One micro-batch: forward, backward, and (when the accumulation is complete) the update."""
+    t = run.cfg.train
+    try:
+        loss = training_step(
+            batch,
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            accelerator=run.accelerator,
+            span_loss=t.span_loss,
+            max_grad_norm=t.max_grad_norm,
+        )
+    except TrainingError as error:
+        raise TrainingError(
+            f"{error} at step {trainer.global_step + 1} (epoch {trainer.epoch + 1}); "
+            "try a lower train.lr or train.mixed_precision=no"
+        ) from None
+    trainer.batches_in_epoch += 1
+    return loss
 
-    The best model's validation metrics were written to metrics.json when it was selected (with
-    that threshold), so they are read back rather than recomputed."""
+
+def _finish(run: TrainingRun, trainer: TrainerState) -> dict:
+    """Reload the best weights, score the test split with the validation-tuned threshold; the
+    best model's validation metrics and threshold come from the trainer's state."""
+    accelerator = run.accelerator
     accelerator.wait_for_everyone()
-    best_val = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["val"]
-    best = load_qa_model(run_dir, require_head=True)
-    accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(best.state_dict())
-    saved = load_config(run_dir / "config.toml", base=None)
+    best = load_qa_model(run.run_dir, require_head=True)
+    accelerator.unwrap_model(run.model, keep_torch_compile=False).load_state_dict(best.state_dict())
     metrics = {
         "best_step": trainer.best_step,
-        "metric": saved.train.metric,
-        "null_threshold": saved.decode.null_threshold,
+        "metric": run.cfg.train.metric,
+        "null_threshold": trainer.best_threshold,
         "steps": trainer.global_step,
         "stopped_early": trainer.stopped_early,
         "history": trainer.history,
-        "val": best_val,
+        "val": trainer.best_val,
     }
-    if has_test:
-        metrics["test"] = evaluate(
-            "test", tune=False, threshold=saved.decode.null_threshold
+    if "test" in run.features:
+        metrics["test"] = _evaluate(
+            run, "test", tune=False, threshold=trainer.best_threshold
         ).metrics
     if accelerator.is_main_process:
-        write_json_atomic(run_dir / "metrics.json", metrics)
-    log.info("best %s=%.4f at step %d", saved.train.metric, trainer.best_metric, trainer.best_step)
-    metrics["run_dir"] = str(run_dir)
+        write_json_atomic(run.run_dir / "metrics.json", metrics)
+    log.info(
+        "best %s=%.4f at step %d", run.cfg.train.metric, trainer.best_metric, trainer.best_step
+    )
+    metrics["run_dir"] = str(run.run_dir)
     return metrics

@@ -70,7 +70,7 @@ def test_int_accepted_for_float_and_list_override():
         ("train.metric=sentence_f2", "did you mean sentence_f1?"),
         ("data.split=[0.5,0.5]", "data.split must be three"),
         ("data.symptoms=['FATIGUE','SLEEPING']", "unknown symptom 'SLEEPING'"),
-        ("data.question=what", "data.question must be criterion, symptom or empty"),
+        ("data.question=what", "data.question must be one of criterion, symptom, empty"),
         ("train.mixed_precision=fp8", "train.mixed_precision must be"),
         ("tune.space.train.lr={low=1,high=0.5}", "empty range, low=1 must be < high=0.5"),
         ("tune.space.train.lx={low=0,high=1}", "tune.space.train.lx: unknown config key"),

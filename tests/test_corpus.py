@@ -7,8 +7,6 @@ import json
 import pytest
 
 from lib.corpus import (
-    DSM_SYMPTOMS,
-    SYMPTOMS,
     Annotation,
     Post,
     load_annotations,
@@ -16,6 +14,8 @@ from lib.corpus import (
     sentence_index,
 )
 from lib.errors import UserError
+from lib.symptoms import ALL_SYMPTOMS as SYMPTOMS
+from lib.symptoms import DSM_SYMPTOMS
 
 HEADER = "post_id,sentence_id,sentence_text,DSM5_symptom,status,explanation\n"
 

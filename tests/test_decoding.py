@@ -306,12 +306,6 @@ def test_adding_a_constant_to_the_logits_changes_nothing(case, shift_start, shif
         assert b.best_score == a.best_score + shift
 
 
-def test_choose_null_threshold_is_still_importable_from_decoding():
-    from lib import decoding, null_threshold
-
-    assert decoding.choose_null_threshold is null_threshold.choose_null_threshold
-
-
 def test_chunks_of_different_widths_equal_one_padded_tensor():
     examples = [
         Example("p::S", "p", "S", "ab", "abc de fg. ab cdef g a b c d e f", ()),

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from lib.corpus import DSM_SYMPTOMS, load_annotations, load_posts
+from lib.corpus import load_annotations, load_posts
 from lib.demo_corpus import demo_posts, generate_demo_corpus
 from lib.examples import build_examples
 from lib.sentences import split_sentences
+from lib.symptoms import DSM_SYMPTOMS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data" / "demo"

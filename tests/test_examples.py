@@ -10,13 +10,8 @@ from hypothesis import strategies as st
 
 from lib.corpus import Annotation, Post
 from lib.errors import UserError
-from lib.examples import (
-    NEGATIVE_MODES,
-    QUESTION_MODES,
-    SYMPTOM_NAMES,
-    build_examples,
-    symptom_question,
-)
+from lib.examples import SYMPTOM_NAMES, build_examples, symptom_question
+from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 
 POSTS = {
     "p1": Post("p1", "I feel sad. I can’t sleep at all. Work is fine. I feel sad."),
