@@ -42,7 +42,7 @@ def main() -> int:
 
     from accelerate import PartialState
 
-    from lib.evaluation import evaluate_run, format_metrics
+    from lib.evaluation.evaluate_run import evaluate_run, format_metrics
 
     metrics, out = evaluate_run(
         args.run_dir,

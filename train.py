@@ -19,8 +19,8 @@ def main() -> int:
 
     from accelerate import PartialState
 
-    from lib.run_setup import load_train_config
-    from lib.training import train
+    from lib.training.run_setup import load_train_config
+    from lib.training.trainer import train
 
     cfg = load_train_config(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

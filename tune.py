@@ -19,7 +19,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from lib.config import load_config
-    from lib.tuning import run_study
+    from lib.training.tuning import run_study
 
     cfg = load_config(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.corpus import Example  # noqa: E402
-from lib.decoding import decode_predictions  # noqa: E402
-from lib.features import Features  # noqa: E402
-from lib.span_search import best_spans  # noqa: E402
+from lib.data.corpus import Example  # noqa: E402
+from lib.data.features import Features  # noqa: E402
+from lib.evaluation.decoding import decode_predictions  # noqa: E402
+from lib.evaluation.span_search import best_spans  # noqa: E402
 
 
 def offset_mappings(context_start, context_end, width):
@@ -186,7 +186,7 @@ def main() -> None:
     print(
         f"{n} windows x {width} tokens, n_best {args.n_best}, torch threads {args.threads}, "
         f"best of {args.repeat} runs on each side\n"
-        "  best_spans: lib.span_search.best_spans, (N, T) float32 tensors -> exact n-best "
+        "  best_spans: lib.evaluation.span_search.best_spans, (N, T) float32 tensors -> exact n-best "
         "(score, start, end) per window, all windows in one call\n"
         f"  lean loop:  the utils_qa loop over {n_ref} windows (scaled to {n}), numpy logits -> "
         "per window a list of n-best {offsets, score} from top-n starts x top-n ends\n"

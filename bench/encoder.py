@@ -26,8 +26,8 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.cpu_speedups import apply_cpu_speedups  # noqa: E402
-from lib.pretrained import load_qa_model, resolve_model_dir  # noqa: E402
+from lib.model.cpu_speedups import apply_cpu_speedups  # noqa: E402
+from lib.model.pretrained import load_qa_model, resolve_model_dir  # noqa: E402
 
 
 def make_batch(batch: int, seq_len: int, vocab_size: int, device: str, seed: int = 0):

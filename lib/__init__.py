@@ -13,7 +13,7 @@ __all__ = ["load_tokenizer", "load_encoder", "load_qa_model"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from lib import pretrained
+        from lib.model import pretrained
 
         return getattr(pretrained, name)
     raise AttributeError(f"module 'lib' has no attribute {name!r}")

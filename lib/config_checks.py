@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from lib.errors import UserError, did_you_mean
-from lib.metrics import METRIC_NAMES, is_valid_metric
+from lib.evaluation.metrics import METRIC_NAMES, is_valid_metric
 from lib.symptoms import ALL_SYMPTOMS, NEGATIVE_MODES, QUESTION_MODES
 
 if TYPE_CHECKING:  # config imports this module to check what it loads

@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from lib.align import (
+from lib.data.align import (
     RULES,
     Alignment,
     Failure,
@@ -18,7 +18,7 @@ from lib.align import (
     rule_key,
     similarity,
 )
-from lib.sentences import split_sentences
+from lib.data.sentences import split_sentences
 
 THRESHOLD = 0.8
 

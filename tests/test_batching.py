@@ -1,4 +1,4 @@
-"""Batching (lib/batching.py): padding, masks, targets, and the length-grouped sampler."""
+"""Batching (lib/data/batching.py): padding, masks, targets, and the length-grouped sampler."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from lib.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
-from lib.corpus import Example, Span
-from lib.features import build_features
+from lib.data.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
+from lib.data.corpus import Example, Span
+from lib.data.features import build_features
 
 
 def letter_tokenizer():

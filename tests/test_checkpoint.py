@@ -1,4 +1,4 @@
-"""lib/checkpoint.py + lib/pretrained.py: interop with transformers, legacy files, clear errors."""
+"""lib/model/hf_weights.py + lib/model/pretrained.py: interop with transformers, legacy files, clear errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tiny import max_diff_on_tokens, random_batch
 
 from lib import load_encoder, load_qa_model, load_tokenizer
 from lib.errors import UserError
-from lib.pretrained import resolve_model_dir, save_qa_model
+from lib.model.pretrained import resolve_model_dir, save_qa_model
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lib.corpus import (
+from lib.data.corpus import (
     Annotation,
     Post,
     load_annotations,

@@ -1,4 +1,4 @@
-"""lib/cpu_speedups.py: the CPU modules compute what the plain ones do (statistics of dropout,
+"""lib/model/cpu_speedups.py: the CPU modules compute what the plain ones do (statistics of dropout,
 outputs of SDPA) and swap in without changing parameters, state dicts or eval-mode outputs."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import pytest
 import torch
 from tiny import TINY, random_batch
 
-from lib.cpu_speedups import (
+from lib.model.bert import BertForQuestionAnswering
+from lib.model.cpu_speedups import (
     CpuDropout,
     CpuSelfAttention,
     apply_cpu_speedups,
     random_keep_mask,
     written_out_attention,
 )
-from lib.model import BertForQuestionAnswering
 
 
 def oracle_attention(query, key, value, padding, keep, drop_p):
@@ -101,11 +101,11 @@ def test_dropout_keeps_scales_and_passes_gradients():
     ],
 )
 def test_cpu_attention_dispatch(monkeypatch, drop_p, grad, written_out):
-    import lib.cpu_speedups
+    import lib.model.cpu_speedups
 
     calls = []
     monkeypatch.setattr(
-        lib.cpu_speedups, "written_out_attention", lambda *args: calls.append(args) or args[0]
+        lib.model.cpu_speedups, "written_out_attention", lambda *args: calls.append(args) or args[0]
     )
     attention = CpuSelfAttention(TINY)
     query = torch.zeros(1, 3, 13, 12)

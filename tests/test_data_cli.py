@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lib.data import build_dataset
+from lib.data.dataset import build_dataset
 from lib.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent

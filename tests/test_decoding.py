@@ -1,4 +1,4 @@
-"""Vectorised span decoding against brute-force double-loop oracles (lib/decoding.py)."""
+"""Vectorised span decoding against brute-force double-loop oracles (lib/evaluation/decoding.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from lib.corpus import Example, Span
-from lib.decoding import Prediction, decode_predictions, pad_logits, span_candidates
-from lib.features import build_features
-from lib.metrics import compute_metrics
-from lib.null_threshold import choose_null_threshold
-from lib.span_search import NO_SPAN, best_spans, packed_top, window_max
+from lib.data.corpus import Example, Span
+from lib.data.features import build_features
+from lib.evaluation.decoding import Prediction, decode_predictions, pad_logits, span_candidates
+from lib.evaluation.metrics import compute_metrics
+from lib.evaluation.null_threshold import choose_null_threshold
+from lib.evaluation.span_search import NO_SPAN, best_spans, packed_top, window_max
 
 LETTERS = "abcdefg"
 

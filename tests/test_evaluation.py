@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from lib.config import load_config
-from lib.corpus import Example, Span
-from lib.metrics import MetricAggregator, gold_answers, squad_exact, squad_f1
-from lib.training import train
+from lib.data.corpus import Example, Span
+from lib.evaluation.metrics import MetricAggregator, gold_answers, squad_exact, squad_f1
+from lib.training.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 

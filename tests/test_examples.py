@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.corpus import Annotation, Post
+from lib.data.corpus import Annotation, Post
+from lib.data.examples import SYMPTOM_NAMES, build_examples, symptom_question
 from lib.errors import UserError
-from lib.examples import SYMPTOM_NAMES, build_examples, symptom_question
 from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 
 POSTS = {

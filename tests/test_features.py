@@ -1,4 +1,4 @@
-"""Feature windows (lib/features.py) against the tokenizer's own overflowing pair encodings."""
+"""Feature windows (lib/data/features.py) against the tokenizer's own overflowing pair encodings."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from lib.corpus import Example, Span
-from lib.features import build_features, window_starts
+from lib.data.corpus import Example, Span
+from lib.data.features import build_features, window_starts
 
 
 def minilm_tokenizer() -> Tokenizer:

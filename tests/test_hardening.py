@@ -15,12 +15,12 @@ import optuna
 import pytest
 
 from lib.config import load_config, with_overrides
-from lib.corpus import load_posts
+from lib.data.corpus import load_posts
 from lib.errors import UserError, printable
 from lib.files import json_line, write_text_atomic
 from lib.run_dir import MANIFEST, STATE_FILE, usable_checkpoint
-from lib.training import train
-from lib.tuning import run_study
+from lib.training.trainer import train
+from lib.training.tuning import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -308,9 +308,9 @@ def test_a_run_killed_before_its_first_checkpoint_does_not_block_its_rerun(tmp_p
 
 
 def test_a_one_megabyte_csv_post_loads_and_is_windowed(tmp_path, tiny_qa_dir):
-    from lib.examples import build_examples
-    from lib.features import build_features
-    from lib.pretrained import load_tokenizer
+    from lib.data.examples import build_examples
+    from lib.data.features import build_features
+    from lib.model.pretrained import load_tokenizer
 
     text = "I can not sleep at night. " * 40_000  # 1,040,000 characters
     path = tmp_path / "posts.csv"
@@ -402,7 +402,7 @@ def test_missing_corpus_says_where_redsm5_goes(tmp_path):
 KILL_AT_SAVE = textwrap.dedent(
     """
     import os, signal, sys
-    import lib.training as training
+    import lib.training.trainer as training
     from lib.config import load_config, with_overrides
 
     original = training.save_qa_model
@@ -432,7 +432,7 @@ def test_kill_while_saving_the_best_model_leaves_nothing_evaluate_accepts(tmp_pa
 KILL_BETWEEN_RENAMES = textwrap.dedent(
     """
     import os, signal, sys
-    import lib.tuning as tuning
+    import lib.training.tuning as tuning
     from lib.config import load_config, with_overrides
 
     class DieOnSecondReplace:

@@ -1,11 +1,11 @@
-"""lib/host_memory.py: after keep_freed_memory, freed large blocks stay in the process."""
+"""lib/model/host_memory.py: after keep_freed_memory, freed large blocks stay in the process."""
 
 import sys
 
 import pytest
 import torch
 
-from lib.host_memory import keep_freed_memory
+from lib.model.host_memory import keep_freed_memory
 
 
 def resident_bytes() -> int:

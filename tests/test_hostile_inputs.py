@@ -637,7 +637,7 @@ SCRIPTS = {
 def trained_run(tmp_path_factory, tiny_overrides) -> Path:
     """One tiny trained run for every evaluate case (outside the cases' own folders)."""
     from lib.config import load_config
-    from lib.training import train as train_run
+    from lib.training.trainer import train as train_run
 
     out = tmp_path_factory.mktemp("hostile_runs")
     metrics = train_run(load_config(overrides=tiny_overrides(out)))

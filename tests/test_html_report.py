@@ -1,4 +1,4 @@
-"""The HTML evidence report (lib/html_report.py): escaping, self-containment, exact text, order."""
+"""The HTML evidence report (lib/evaluation/html_report.py): escaping, self-containment, exact text, order."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.corpus import Example, Post, Span
-from lib.html_report import highlight_segments, render_report, sentence_errors
+from lib.data.corpus import Example, Post, Span
+from lib.evaluation.html_report import highlight_segments, render_report, sentence_errors
 
 VOID = {"br", "meta", "input", "img", "hr", "link"}
 

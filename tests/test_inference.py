@@ -1,4 +1,4 @@
-"""lib/inference.py: predict_logits runs fp32 as is, bf16 on a bf16 copy of the weights."""
+"""lib/evaluation/inference.py: predict_logits runs fp32 as is, bf16 on a bf16 copy of the weights."""
 
 import dataclasses
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from tiny import TINY
 
-from lib.inference import inference_copy, predict_logits
-from lib.model import BertForQuestionAnswering
-from lib.optimization import new_accelerator
+from lib.evaluation.inference import inference_copy, predict_logits
+from lib.model.bert import BertForQuestionAnswering
+from lib.training.optimization import new_accelerator
 
 LENGTHS = [(13, 9, 13), (7, 7, 5)]  # two batches of windows, padded per batch
 

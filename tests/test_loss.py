@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.loss import span_marginal_loss
-from lib.optimization import (
+from lib.training.loss import span_marginal_loss
+from lib.training.optimization import (
     linear_warmup_decay,
     new_optimizer,
     parameter_groups,

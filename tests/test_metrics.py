@@ -1,4 +1,4 @@
-"""Metrics (lib/metrics.py) against the official SQuAD v2.0 script and a character-set oracle."""
+"""Metrics (lib/evaluation/metrics.py) against the official SQuAD v2.0 script and a character-set oracle."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.corpus import Example, Span
-from lib.decoding import Prediction, ScoredSpan
-from lib.metrics import METRIC_NAMES, compute_metrics, is_valid_metric
+from lib.data.corpus import Example, Span
+from lib.evaluation.decoding import Prediction, ScoredSpan
+from lib.evaluation.metrics import METRIC_NAMES, compute_metrics, is_valid_metric
 
 # ---------------------------------------------------------------- the official evaluate-v2.0.py
 # Transcribed from the official SQuAD 2.0 evaluation script `evaluate-v2.0.py` (linked from

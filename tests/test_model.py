@@ -1,4 +1,4 @@
-"""lib/model.py: parity with transformers' BertModel, attention, dropout, checkpointing; the
+"""lib/model/bert.py: parity with transformers' BertModel, attention, dropout, checkpointing; the
 file is the plain architecture, with no device- or compile-specific branch."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import transformers
 from tiny import TINY, max_diff_on_tokens, random_batch
 
 from lib import load_encoder, load_tokenizer
-from lib.model import BertConfig, BertForQuestionAnswering, BertModel
+from lib.model.bert import BertConfig, BertForQuestionAnswering, BertModel
 
 PAIRS = [
     ("How do you sleep?", "I can't sleep at night; I wake up at 4am and lie there until dawn."),
@@ -156,11 +156,11 @@ def test_extra_padding_changes_no_output_or_gradient():
 
 
 def test_the_model_file_is_plain():
-    """CPU speed-ups live in lib/cpu_speedups.py; the model branches on no device or compiler."""
+    """CPU speed-ups live in lib/model/cpu_speedups.py; the model branches on no device or compiler."""
     import inspect
 
-    import lib.model
+    import lib.model.bert
 
-    source = inspect.getsource(lib.model)
+    source = inspect.getsource(lib.model.bert)
     for branch in ("device.type", "is_compiling", "torch.compiler", "cuda", "random_keep_mask"):
         assert branch not in source, branch

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.sentences import sentence_index_at, split_sentences
+from lib.data.sentences import sentence_index_at, split_sentences
 
 # Text built from the characters the splitter treats specially, plus ordinary ones.
 _ALPHABET = st.sampled_from(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.corpus import Example
+from lib.data.corpus import Example
+from lib.data.split import SPLITS, assign_split, split_examples, unit_hash
 from lib.errors import UserError
-from lib.split import SPLITS, assign_split, split_examples, unit_hash
 
 RATIOS = [0.8, 0.1, 0.1]
 _IDS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)

@@ -1,4 +1,4 @@
-"""lib/tokenizer.py: tokenizer.json vs vocab.txt folders, casing, offsets on arbitrary text."""
+"""lib/model/tokenizer.py: tokenizer.json vs vocab.txt folders, casing, offsets on arbitrary text."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib.errors import UserError
-from lib.tokenizer import check_tokenizer_fits, load_tokenizer
+from lib.model.tokenizer import check_tokenizer_fits, load_tokenizer
 
 TRICKY = (
     "Sleep sleep SLEEP é É café ‘quoted’ “double” — – … 睡眠不足 😴🙃 ﬁ İstanbul \t\x00\x07\u200b"
@@ -42,7 +42,7 @@ def minilm_from_vocab(minilm_dir, tmp_path_factory):
 
 
 def test_folder_without_tokenizer_config_is_cased(tiny_bert_dir, caplog):
-    with caplog.at_level(logging.WARNING, logger="lib.tokenizer"):
+    with caplog.at_level(logging.WARNING, logger="lib.model.tokenizer"):
         tokenizer = load_tokenizer(tiny_bert_dir)
     assert "CASED" in caplog.text
     encoding = tokenizer.encode("Sleep sleep", add_special_tokens=False)

@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lib.batching import TrainingBatches
+from lib.data.batching import TrainingBatches
 from lib.errors import UserError
-from lib.training import TrainingError, train
+from lib.training.trainer import TrainingError, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ def _final_weights(run_dir):
 
 
 def test_loss_falls_and_f1_rises_on_a_tiny_slice(tmp_path, make_cfg):
-    from lib.evaluation import evaluate_run
+    from lib.evaluation.evaluate_run import evaluate_run
 
     always_answer = ["decode.tune_null_threshold=false", "decode.null_threshold=1000.0"]
     short = train(make_cfg(tmp_path / "short", "train.max_steps=2", *always_answer))
@@ -64,9 +64,9 @@ def test_run_directory_contents(tmp_path, make_cfg):
 
 
 def test_training_batches_keep_answers_and_sample_the_rest(tmp_path, make_cfg, tiny_qa_dir):
-    from lib.data import build_dataset
-    from lib.features import build_features
-    from lib.pretrained import load_tokenizer
+    from lib.data.dataset import build_dataset
+    from lib.data.features import build_features
+    from lib.model.pretrained import load_tokenizer
 
     cfg = make_cfg(tmp_path, "data.negatives=all")
     examples = build_dataset(cfg.data).splits["train"]
@@ -93,7 +93,7 @@ def test_training_batches_keep_answers_and_sample_the_rest(tmp_path, make_cfg, t
 RESUME_CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    import lib.training as training
+    import lib.training.trainer as training
     from lib.config import load_config
 
     kill_at, mode = int(sys.argv[1]), sys.argv[2]
@@ -210,7 +210,7 @@ def test_run_dir_is_refused_twice_and_bad_data_writes_nothing(tmp_path, make_cfg
 
 def test_run_dir_loads_in_transformers_with_the_same_logits(tmp_path, make_cfg, tiny_qa_dir):
     transformers = pytest.importorskip("transformers")
-    from lib.pretrained import load_qa_model
+    from lib.model.pretrained import load_qa_model
 
     train(make_cfg(tmp_path, "train.max_steps=2"))
     run = tmp_path / "run"

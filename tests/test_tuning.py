@@ -13,7 +13,7 @@ import pytest
 
 from lib.config import load_config
 from lib.errors import UserError
-from lib.tuning import run_study
+from lib.training.tuning import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def test_two_workers_share_a_journal(tmp_path, tune_overrides):
     for worker in workers:
         _, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-2000:]
-    from lib.tuning import open_storage
+    from lib.training.tuning import open_storage
 
     trials = optuna.load_study(study_name="tiny", storage=open_storage(f"journal:{journal}")).trials
     numbers = [t.number for t in trials]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lib.model import BertConfig
+from lib.model.bert import BertConfig
 
 # Hugging Face config.json fields; the dropout rates are the checkpoint defaults.
 TINY_CONFIG = {

@@ -3,15 +3,15 @@
 A run directory is self-contained (lib.run_dir): its config.toml says which data, features and
 decoding (with the validation-tuned null threshold) the model was selected with, so evaluating its
 test split here repeats the numbers train.py stored, to the last digit: same features, same eval
-batches, same precision, same decoding code (lib.inference).
+batches, same precision, same decoding code (lib.evaluation.inference).
 
 Outputs, under `--out` (default RUN_DIR/eval-<split>/):
-  metrics.json       (annotated data only) the flat metric dict of lib.metrics
+  metrics.json       (annotated data only) the flat metric dict of lib.evaluation.metrics
   predictions.jsonl  one line per (post, symptom): post_id, symptom, spans [{start, end, text,
                      score}], null_score, best_score, evidence_sentences (indices of the post's
                      sentences the spans count for) and, when annotated, gold [{start, end, text}]
                      and gold_sentences -- enough to recompute every metric from this file alone
-  report.html        (--html) the evidence report of lib.html_report
+  report.html        (--html) the evidence report of lib.evaluation.html_report
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from pathlib import Path
 import torch
 
 from lib.config import Config, load_config, with_overrides
-from lib.corpus import Example, Post, load_posts
-from lib.cpu_speedups import apply_cpu_speedups
-from lib.data import build_dataset
-from lib.decoding import Prediction
+from lib.data.corpus import Example, Post, load_posts
+from lib.data.dataset import build_dataset
+from lib.data.examples import build_examples
+from lib.data.features import build_features
+from lib.data.sentences import split_sentences
 from lib.errors import UserError
-from lib.examples import build_examples
-from lib.features import build_features
+from lib.evaluation.decoding import Prediction
+from lib.evaluation.inference import eval_loader, evaluate_examples, predict_logits
+from lib.evaluation.metrics import covered_sentences
 from lib.files import json_line, write_json_atomic, write_text_atomic
-from lib.inference import eval_loader, evaluate_examples, predict_logits
-from lib.metrics import covered_sentences
-from lib.optimization import new_accelerator, resolve_mixed_precision
-from lib.pretrained import load_qa_model, load_tokenizer
+from lib.model.cpu_speedups import apply_cpu_speedups
+from lib.model.pretrained import load_qa_model, load_tokenizer
 from lib.run_dir import (
     MANIFEST,
     check_writable_dir,
@@ -44,9 +44,9 @@ from lib.run_dir import (
     refuse_unless_ours,
     verify_model_files,
 )
-from lib.sentences import split_sentences
+from lib.training.optimization import new_accelerator, resolve_mixed_precision
 
-log = logging.getLogger("lib.evaluation")
+log = logging.getLogger("lib.evaluation.evaluate_run")
 
 RUN_FILES = ("config.toml", "config.json", "model.safetensors", "tokenizer.json")
 
@@ -210,7 +210,7 @@ def evaluate_run(
         if metrics is not None:
             write_json_atomic(out / "metrics.json", metrics)
         if html:
-            from lib.html_report import render_report
+            from lib.evaluation.html_report import render_report
 
             page = render_report(
                 chosen.posts,

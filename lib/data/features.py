@@ -13,7 +13,7 @@ sequence on its own), so every distinct post and every distinct question is toke
 
 Training labels follow DESIGN §4: a gold span counts for a window when all the post tokens it
 overlaps lie inside the window; it is labelled (first token, last token) in window coordinates.
-All such spans are kept (the loss marginalises over them, lib/loss.py); a window with none is
+All such spans are kept (the loss marginalises over them, lib/training/loss.py); a window with none is
 labelled [(0, 0)] = [CLS].
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from lib.corpus import Example
+from lib.data.corpus import Example
 from lib.errors import UserError
 
 CLS_LABEL = np.zeros((1, 2), dtype=np.int64)  # [(0, 0)]: "no span in this window"

@@ -11,7 +11,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 
-from lib.corpus import Example
+from lib.data.corpus import Example
 from lib.errors import UserError
 
 SPLITS = ("train", "val", "test")

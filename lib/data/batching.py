@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from lib.features import Features
+from lib.data.features import Features
 
 MEGABATCH_FACTOR = 50
 

@@ -33,14 +33,14 @@ from typing import Any
 import optuna
 
 from lib.config import Config, with_overrides
-from lib.data import build_dataset
+from lib.data.dataset import build_dataset
 from lib.errors import UserError, os_reason
 from lib.files import write_json_atomic, write_text_atomic
-from lib.pretrained import load_qa_model, load_tokenizer
+from lib.model.pretrained import load_qa_model, load_tokenizer
 from lib.run_dir import check_writable_dir, claim_dir, created_here, refuse_unless_ours
-from lib.run_setup import check_training_data, preflight
+from lib.training.run_setup import check_training_data, preflight
 
-log = logging.getLogger("lib.tuning")
+log = logging.getLogger("lib.training.tuning")
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -284,7 +284,7 @@ def trials_table(study: optuna.Study) -> str:
 def run_study(cfg: Config, *, train_fn=None) -> dict:
     """Run `tune.n_trials` more trials (or until `tune.timeout`), then write the summary."""
     if train_fn is None:
-        from lib.training import train as train_fn
+        from lib.training.trainer import train as train_fn
     check_setup(cfg)  # before the study or its folder exists
     storage = open_storage(cfg.tune.storage)
     study = optuna.create_study(

@@ -1,6 +1,6 @@
 """One training micro-step through Accelerate, and the bookkeeping around it (DESIGN §7).
 
-`training_step` is the body of lib.training.train's loop, a function of its own so that
+`training_step` is the body of lib.training.trainer.train's loop, a function of its own so that
 bench/train.py times exactly the step that training runs. It follows Accelerate's gradient
 accumulation pattern: everything inside `accelerator.accumulate(model)`, with the prepared
 optimizer and scheduler skipping their steps on micro-batches that do not sync gradients.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from lib.errors import RunError
-from lib.loss import span_marginal_loss
+from lib.training.loss import span_marginal_loss
 
 
 class TrainingError(RunError):

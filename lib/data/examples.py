@@ -1,6 +1,6 @@
 """From posts and annotation rows to QA examples: one per (post, symptom), with its gold spans.
 
-DESIGN §3. Every annotation row is aligned (`lib.align`) and recorded in an `AlignmentReport`,
+DESIGN §3. Every annotation row is aligned (`lib.data.align`) and recorded in an `AlignmentReport`,
 status-0 rows and rows of unconfigured symptoms included, so a validator sees the whole file.
 Examples use the configured symptoms only:
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lib.align import RULES, Alignment, align_evidence
-from lib.corpus import Annotation, Example, Post, Span, sentence_index
+from lib.data.align import RULES, Alignment, align_evidence
+from lib.data.corpus import Annotation, Example, Post, Span, sentence_index
 from lib.errors import UserError
 from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 

@@ -19,14 +19,14 @@ from typing import Any
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
-from lib.checkpoint import read_config
 from lib.config import Config, DataConfig, load_config, to_dict, with_overrides
-from lib.data import Dataset
+from lib.data.dataset import Dataset
 from lib.errors import UserError
-from lib.pretrained import resolve_model_dir
+from lib.model.hf_weights import read_config
+from lib.model.pretrained import resolve_model_dir
 from lib.run_dir import check_writable_dir, find_resume_dir, new_run_dir, usable_checkpoint
 
-log = logging.getLogger("lib.run_setup")
+log = logging.getLogger("lib.training.run_setup")
 
 # Keys a resumed run may change. The schedule is laid out over epochs x steps, so changing those
 # two continues the run on a stretched schedule: not what an uninterrupted run would have done.

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from lib import checkpoint
-from lib import tokenizer as tokenizer_files
 from lib.errors import UserError
 from lib.files import write_atomically, write_text_atomic
-from lib.model import BertForQuestionAnswering, BertModel
+from lib.model import hf_weights
+from lib.model import tokenizer as tokenizer_files
+from lib.model.bert import BertForQuestionAnswering, BertModel
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def load_tokenizer(path_or_name: str | os.PathLike) -> Tokenizer:
     """The model's tokenizer (no padding, no truncation), checked against its config."""
     folder = resolve_model_dir(path_or_name)
     tokenizer = tokenizer_files.load_tokenizer(folder)
-    config = checkpoint.read_config(folder)
+    config = hf_weights.read_config(folder)
     tokenizer_files.check_tokenizer_fits(
         tokenizer, vocab_size=config.vocab_size, source=str(folder)
     )
@@ -134,13 +134,13 @@ def _load(cls, path_or_name, dropout, attention_dropout, gradient_checkpointing,
     """A `cls` (BertModel or BertForQuestionAnswering) with the folder's weights, eval mode."""
     folder = resolve_model_dir(path_or_name)
     model = cls(
-        checkpoint.read_config(folder),
+        hf_weights.read_config(folder),
         gradient_checkpointing,
         dropout=checked_rate("dropout", dropout),
         attention_dropout=checked_rate("attention_dropout", attention_dropout),
     )
-    tensors, source = checkpoint.read_weight_file(folder)
-    if not checkpoint.load_weights(model, tensors, source=source, head=head) and head != "ignore":
+    tensors, source = hf_weights.read_weight_file(folder)
+    if not hf_weights.load_weights(model, tensors, source=source, head=head) and head != "ignore":
         log.info("%s has no qa_outputs.*: the QA head starts from a fresh initialisation", source)
     return model.eval()
 
@@ -187,7 +187,7 @@ def save_qa_model(model: BertForQuestionAnswering, tokenizer: Tokenizer, folder:
     assert isinstance(model, BertForQuestionAnswering), type(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_qa_weights(model, folder / "model.safetensors")
-    config_text = json.dumps(checkpoint.config_json_for_qa(model.config), indent=2) + "\n"
+    hf_weights.save_qa_weights(model, folder / "model.safetensors")
+    config_text = json.dumps(hf_weights.config_json_for_qa(model.config), indent=2) + "\n"
     write_text_atomic(folder / "config.json", config_text)
     write_atomically(folder / "tokenizer.json", lambda temp: tokenizer.save(temp))

@@ -7,7 +7,7 @@ DESIGN §3. The rules are tried in order and the first that fires is recorded:
 3. `normalized`       -- it occurs after Unicode NFKC, folding curly quotes/apostrophes/dashes to
                          ASCII, lower-casing and collapsing whitespace runs; offsets are mapped
                          back to the original text through an index map;
-4. `fuzzy`            -- the post's sentences (`lib.sentences`) and runs of 2-3 adjacent
+4. `fuzzy`            -- the post's sentences (`lib.data.sentences`) and runs of 2-3 adjacent
                          sentences are scored against the annotation with difflib's
                          SequenceMatcher ratio on normalised text; the best one wins if its ratio
                          reaches `fuzzy_threshold`. Only if none does, the best-matching stretch
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 
-from lib.sentences import sentence_index_at, split_sentences
+from lib.data.sentences import sentence_index_at, split_sentences
 
 RULES = ("exact", "case_insensitive", "normalized", "fuzzy")
 

@@ -1,13 +1,13 @@
 """CPU training speed-ups, opted into in one place: `apply_cpu_speedups(model)`.
 
-The model file (lib/model.py) is the plain architecture: `nn.Dropout` and SDPA. On a CPU, three
+The model file (lib/model/bert.py) is the plain architecture: `nn.Dropout` and SDPA. On a CPU, three
 things make training measurably faster (fwd+bwd on 2 cores, bench/encoder.py and bench/train.py;
 the README's Benchmarks give the numbers), and this module applies all three:
 - dropout draws its keep mask from 16 random bits per element instead of `bernoulli_`
   (`CpuDropout`; 2.4x faster for a bf16 (16, 256, 384) tensor);
 - with attention dropout, attention is written out (matmul, softmax, matmul; `CpuSelfAttention`):
   SDPA's generic fallback for dropout on CPU is ~1.4x slower at T=384;
-- freed host memory is kept for reuse (lib.host_memory.keep_freed_memory).
+- freed host memory is kept for reuse (lib.model.host_memory.keep_freed_memory).
 Modules are swapped by class, in place: the same parameters, the same state-dict names, the same
 outputs in eval mode. The trainer applies them on CPU without torch.compile (inductor fuses its own
 RNG and attention); GPUs keep PyTorch's kernels.
@@ -21,10 +21,10 @@ import math
 import torch
 from torch import nn
 
-from lib.host_memory import keep_freed_memory
-from lib.model import BertSelfAttention
+from lib.model.bert import BertSelfAttention
+from lib.model.host_memory import keep_freed_memory
 
-log = logging.getLogger("lib.cpu_speedups")
+log = logging.getLogger("lib.model.cpu_speedups")
 
 
 def random_keep_mask(shape: torch.Size, drop_p: float, device: torch.device):
@@ -108,7 +108,7 @@ def apply_cpu_speedups(model: nn.Module) -> nn.Module:
             swapped += 1
     kept = keep_freed_memory()
     log.info(
-        "CPU speed-ups: %d modules swapped (lib/cpu_speedups.py)%s",
+        "CPU speed-ups: %d modules swapped (lib/model/cpu_speedups.py)%s",
         swapped,
         ", freed host memory kept for reuse" if kept else "",
     )

@@ -2,7 +2,7 @@
 
 Set-up follows Accelerate's order: seed → data → model → optimizer → scheduler → one `prepare`.
 Gradient accumulation goes through `accelerator.accumulate`, mixed precision through
-`Accelerator(mixed_precision=...)`, evaluation through `gather_for_metrics` (lib.inference), and
+`Accelerator(mixed_precision=...)`, evaluation through `gather_for_metrics` (lib.evaluation.inference), and
 checkpoints through `save_state`/`load_state` + `skip_first_batches`, so a run killed at any moment
 resumes from its last checkpoint and ends where the uninterrupted run would have.
 
@@ -31,20 +31,15 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from lib.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.config import Config, dump_config, with_overrides
-from lib.cpu_speedups import apply_cpu_speedups
-from lib.data import Dataset, build_dataset
-from lib.features import Features, build_features
+from lib.data.batching import TrainingBatches, WindowDataset, collate_windows
+from lib.data.dataset import Dataset, build_dataset
+from lib.data.features import Features, build_features
+from lib.data.sentences import split_sentences
+from lib.evaluation.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
 from lib.files import write_json_atomic, write_text_atomic
-from lib.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
-from lib.optimization import (
-    linear_warmup_decay,
-    new_accelerator,
-    new_optimizer,
-    resolve_mixed_precision,
-)
-from lib.pretrained import load_qa_model, load_tokenizer, save_qa_model
+from lib.model.cpu_speedups import apply_cpu_speedups
+from lib.model.pretrained import load_qa_model, load_tokenizer, save_qa_model
 from lib.run_dir import (
     TrainerState,
     checkpoint_tmp_path,
@@ -56,11 +51,16 @@ from lib.run_dir import (
     remove_stale_temporaries,
     seal_model_files,
 )
-from lib.run_setup import check_training_data, preflight, resolve_run
-from lib.sentences import split_sentences
-from lib.training_step import RunningMean, TrainingError, training_step
+from lib.training.optimization import (
+    linear_warmup_decay,
+    new_accelerator,
+    new_optimizer,
+    resolve_mixed_precision,
+)
+from lib.training.run_setup import check_training_data, preflight, resolve_run
+from lib.training.step import RunningMean, TrainingError, training_step
 
-log = logging.getLogger("lib.training")
+log = logging.getLogger("lib.training.trainer")
 
 
 def _dropout(value: float | str) -> float | None:

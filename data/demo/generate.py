@@ -1,6 +1,6 @@
 """The bundled demo corpus: synthetic Reddit-style posts in the exact ReDSM5 file format.
 
-    python -m lib.demo_corpus OUT_DIR [--posts 600] [--seed 0]
+    python data/demo/generate.py OUT_DIR [--posts 600] [--seed 0]
 
 ReDSM5 itself is under a data-use agreement, so the demo, the tests and the smoke runs use this
 stand-in, generated deterministically (one `random.Random(seed)`, no global state, no set or
@@ -593,7 +593,7 @@ def generate_demo_corpus(n_posts: int = 600, seed: int = 0) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.demo_corpus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python data/demo/generate.py", description=__doc__)
     parser.add_argument("out_dir", help="folder for posts.csv and annotations.csv")
     parser.add_argument("--posts", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)

@@ -22,12 +22,12 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from lib.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
-from lib.corpus import Example
-from lib.decoding import Prediction, select_predictions, span_candidates
-from lib.features import Features
-from lib.metrics import compute_metrics
-from lib.null_threshold import best_null_threshold
+from lib.data.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
+from lib.data.corpus import Example
+from lib.data.features import Features
+from lib.evaluation.decoding import Prediction, select_predictions, span_candidates
+from lib.evaluation.metrics import compute_metrics
+from lib.evaluation.null_threshold import best_null_threshold
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lib.corpus import Example
+from lib.data.corpus import Example
 
 METRIC_NAMES = (
     "exact",
@@ -119,7 +119,7 @@ def covered_sentences(
 
 def score_example(example: Example, prediction, sentences: Sequence[tuple[int, int]]) -> np.ndarray:
     """One row (SCORE_COLUMNS): exact and f1 in 0-1, true-positive / predicted / gold sentence
-    counts. `prediction` is a lib.decoding.Prediction; `sentences` the post's sentence spans."""
+    counts. `prediction` is a lib.evaluation.decoding.Prediction; `sentences` the post's sentence spans."""
     best = max(prediction.spans, key=lambda span: span.score, default=None)
     text = best.text if best is not None else ""
     golds = gold_answers(example)

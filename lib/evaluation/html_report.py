@@ -6,7 +6,7 @@ gold spans underlined in green (both marks where they agree). Overlapping, neste
 spans are drawn by cutting the text at every span boundary and wrapping each piece in the marks of
 the spans that cover it, so the text content of a row is exactly the post text.
 
-Errors are counted with the sentence-level rule of the evidence metric (lib/metrics.py, DESIGN §5),
+Errors are counted with the sentence-level rule of the evidence metric (lib/evaluation/metrics.py, DESIGN §5),
 so the page agrees with metrics.json: a span counts for a sentence when it covers at least half of
 it; an example's errors are its gold sentences no prediction counts for (missed) plus its predicted
 sentences that are not gold (false). Posts with the most errors come first, then by post_id.
@@ -23,9 +23,9 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from lib.corpus import Example, Post
-from lib.metrics import covered_sentences
-from lib.sentences import split_sentences
+from lib.data.corpus import Example, Post
+from lib.data.sentences import split_sentences
+from lib.evaluation.metrics import covered_sentences
 
 
 class SpanLike(Protocol):

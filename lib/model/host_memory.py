@@ -10,7 +10,7 @@ the process keeps its peak heap instead of shrinking between steps, and glibc's 
 (a freed block that a small allocation has nibbled is not reused for the next block of the same
 size: the reason the test checks retention only). What it saves and costs, measured: README,
 Training details. Other C libraries and platforms: a no-op. Opted into by
-lib.cpu_speedups.apply_cpu_speedups.
+lib.model.cpu_speedups.apply_cpu_speedups.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The SQuAD v2 recipe (the official evaluation script's `find_best_thresh`): predict "no evidence"
 when null - best > threshold and take the threshold that maximises the metric. It is exact here:
 an example's prediction changes only at the thresholds null - score of the spans it would take
-(lib/decoding.select_spans), so those are the only candidates, and lib.metrics.best_threshold
+(lib/decoding.select_spans), so those are the only candidates, and lib.evaluation.metrics.best_threshold
 sweeps them all in one pass.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from lib.corpus import Example
-from lib.decoding import Logits, SpanCandidates, select_spans, span_candidates
-from lib.features import Features
-from lib.metrics import best_threshold
+from lib.data.corpus import Example
+from lib.data.features import Features
+from lib.evaluation.decoding import Logits, SpanCandidates, select_spans, span_candidates
+from lib.evaluation.metrics import best_threshold
 
 
 def _answer_thresholds(candidates: SpanCandidates, *, multi_span: bool) -> list[float]:
@@ -45,11 +45,11 @@ def choose_null_threshold(
     sentences: Mapping[str, Sequence[tuple[int, int]]],
     metric: str,
 ) -> float:
-    """The null_threshold that maximises `metric` (a lib.metrics key) on these examples.
+    """The null_threshold that maximises `metric` (a lib.evaluation.metrics key) on these examples.
 
     Exact: an example's prediction only changes at the thresholds null - score of the spans it
     would take (one single-span; one per greedily taken span multi-span), so those are the only
-    candidates, and lib.metrics.best_threshold sweeps them in one pass. Ties go to the smallest
+    candidates, and lib.evaluation.metrics.best_threshold sweeps them in one pass. Ties go to the smallest
     threshold (as the official SQuAD v2 `find_best_thresh`); "answer nothing" comes back as the
     smallest candidate - 1.
     """

@@ -5,11 +5,11 @@ scores start_logit[s] + end_logit[e] (float32); it must satisfy s <= e, e - s < 
 and lie in the post; the null score is the [CLS] start + end logit, taken as the minimum over an
 example's windows; "no evidence" is predicted when null - best > null_threshold. Unlike the
 reference's top-n starts x top-n ends (which can miss the best valid span), the n-best search is
-exact, ties included, and vectorised over all windows in numpy on the CPU (lib/span_search.py).
+exact, ties included, and vectorised over all windows in numpy on the CPU (lib/evaluation/span_search.py).
 
 Timings against the reference loop: bench/decode.py. Windows are merged per example by character
-span (max score), mapped to characters through the token offsets of lib/features.py, optionally
-extended to several non-overlapping spans and snapped to whole sentences. lib/null_threshold.py
+span (max score), mapped to characters through the token offsets of lib/data/features.py, optionally
+extended to several non-overlapping spans and snapped to whole sentences. lib/evaluation/null_threshold.py
 picks the null threshold on validation data.
 """
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lib.corpus import Example
-from lib.features import Features
-from lib.span_search import best_spans
+from lib.data.corpus import Example
+from lib.data.features import Features
+from lib.evaluation.span_search import best_spans
 
 Logits = torch.Tensor | Sequence[torch.Tensor]
 

@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from lib.corpus import Annotation, Example, Post, load_annotations, load_posts
-from lib.errors import ArgumentParser, UserError, run_cli
-from lib.examples import AlignmentReport, build_examples
-from lib.split import SPLITS, split_examples
+from lib.data.corpus import Annotation, Example, Post, load_annotations, load_posts
+from lib.data.examples import AlignmentReport, build_examples
+from lib.data.split import SPLITS, split_examples
+from lib.errors import ArgumentParser, UserError
 
 
 @dataclass
@@ -135,7 +135,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(_format(summary, dataset, data_cfg))
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -4,12 +4,12 @@ Follows Devlin et al. 2019 (BERT) and Hugging Face's `modeling_bert.py` module f
 same weights give the same numbers (post-LayerNorm residuals, exact erf GELU, absolute positions),
 written nanoGPT-style from the smallest piece up. Differences that do not change the outputs:
 query/key/value are one fused Linear (`attention.self.qkv`, one GEMM instead of three;
-lib/checkpoint.py splits and joins it); attention is
+lib/model/hf_weights.py splits and joins it); attention is
 `torch.nn.functional.scaled_dot_product_attention`, given no mask at all when nothing is padded
 (its fused kernels). There is no pooler: QA never uses it.
 
 This file is the plain architecture, the same on every device. The measured CPU training
-speed-ups swap modules in from outside (lib/cpu_speedups.py), opted into by the trainer.
+speed-ups swap modules in from outside (lib/model/cpu_speedups.py), opted into by the trainer.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from lib.errors import UserError
 from lib.files import write_atomically
-from lib.model import ACTIVATIONS, BertConfig, BertForQuestionAnswering, BertModel
+from lib.model.bert import ACTIVATIONS, BertConfig, BertForQuestionAnswering, BertModel
 
 log = logging.getLogger(__name__)
 
