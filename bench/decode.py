@@ -8,7 +8,7 @@ start, length <= max_answer_length), then keep the n_best by score. Both sides t
 timings cover exactly that. The reference is, if anything, flattered: utils_qa also looks up the
 character offsets and stores both logits in every candidate dict inside the loop, left out here.
 The vectorised lists are exact, so they score at least as high rank by rank as the reference's
-(checked). The decode_predictions column is the whole pipeline (search, characters, per-example
+(checked). The decode column (span_candidates + select_predictions) is the whole pipeline (search, characters, per-example
 merge, null test) and has no reference counterpart.
 
     python bench/decode.py [--windows 20000] [--length 384] [--threads 1] [--repeat 3]
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.data.corpus import Example  # noqa: E402
 from lib.data.features import Features  # noqa: E402
-from lib.evaluation.decoding import decode_predictions  # noqa: E402
+from lib.evaluation.decoding import select_predictions, span_candidates  # noqa: E402
 from lib.evaluation.span_search import best_spans  # noqa: E402
 
 
@@ -192,11 +192,11 @@ def main() -> None:
         "per window a list of n-best {offsets, score} from top-n starts x top-n ends\n"
         "  utils_qa:   that loop as utils_qa writes it (null score, len checks, character "
         "offsets and both logits per candidate)\n"
-        "  decode_predictions: best_spans + characters + per-example merge + null test\n"
+        "  decode: best_spans + characters + per-example merge + null test\n"
     )
     print(
         "| max_answer_length | best_spans (s) | lean loop (s) | speed-up | utils_qa loop (s) "
-        "| speed-up | decode_predictions, all steps (s) |"
+        "| speed-up | decode, all steps (s) |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for max_answer_length in (64, 128, 256, 512):
@@ -210,13 +210,11 @@ def main() -> None:
             repeat=args.repeat,
         )
         full_s, _ = timed(
-            lambda mal=max_answer_length: decode_predictions(
+            lambda mal=max_answer_length: select_predictions(
                 examples,
-                features,
-                start,
-                end,
-                n_best=args.n_best,
-                max_answer_length=mal,
+                span_candidates(
+                    examples, features, start, end, n_best=args.n_best, max_answer_length=mal
+                ),
                 null_threshold=0.0,
                 multi_span=False,
                 snap_to_sentence=False,

@@ -14,7 +14,7 @@ the weights; the predictions are meaningless); both sides share the same head.
   ours       lib.evaluation.inference: eval_loader (windows sorted by length, each batch padded to its longest
              window rounded up to features.pad_to_multiple_of), predict_logits under an Accelerator
              from lib.training.optimization.new_accelerator (in bf16: on a bf16 copy of the weights), then
-             lib.evaluation.decoding.decode_predictions.
+             lib.evaluation.decoding's span_candidates + select_predictions.
   reference  transformers.BertForQuestionAnswering(attn_implementation="sdpa") prepared by the
              same Accelerator (bf16 autocast, Trainer's default), windows in dataset order padded
              to max_length (run_qa.py's pad_to_max_length default), torch.inference_mode, logits
@@ -57,7 +57,7 @@ from lib.config import load_config  # noqa: E402
 from lib.data.batching import WindowDataset, collate_windows  # noqa: E402
 from lib.data.dataset import build_dataset  # noqa: E402
 from lib.data.features import build_features  # noqa: E402
-from lib.evaluation.decoding import decode_predictions  # noqa: E402
+from lib.evaluation.decoding import select_predictions, span_candidates  # noqa: E402
 from lib.evaluation.inference import eval_loader, inference_copy, predict_logits  # noqa: E402
 from lib.model.host_memory import keep_freed_memory  # noqa: E402
 from lib.model.pretrained import load_qa_model, load_tokenizer, resolve_model_dir  # noqa: E402
@@ -166,13 +166,17 @@ def run_ours(model, loader, accelerator, examples, features, decode) -> tuple[di
     """(example_id -> predicted text, seconds spent decoding)."""
     start, end = predict_logits(model, loader, accelerator, len(features))
     begin = time.perf_counter()
-    predictions = decode_predictions(
+    candidates = span_candidates(
         examples,
         features,
         start,
         end,
         n_best=decode.n_best,
         max_answer_length=decode.max_answer_length,
+    )
+    predictions = select_predictions(
+        examples,
+        candidates,
         null_threshold=decode.null_threshold,
         multi_span=decode.multi_span,
         snap_to_sentence=False,

@@ -11,12 +11,20 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from lib.data.corpus import Example, Span
 from lib.data.features import build_features
-from lib.evaluation.decoding import Prediction, decode_predictions, pad_logits, span_candidates
+from lib.evaluation.decoding import Prediction, select_predictions, span_candidates
 from lib.evaluation.metrics import compute_metrics
-from lib.evaluation.null_threshold import choose_null_threshold
+from lib.evaluation.null_threshold import best_null_threshold
 from lib.evaluation.span_search import NO_SPAN, best_spans, packed_top, window_max
 
 LETTERS = "abcdefg"
+
+
+def decode_predictions(examples, features, start, end, *, n_best, max_answer_length, **select):
+    """Logits -> predictions: the two steps lib.evaluation.scoring chains."""
+    candidates = span_candidates(
+        examples, features, start, end, n_best=n_best, max_answer_length=max_answer_length
+    )
+    return select_predictions(examples, candidates, **select)
 
 
 def tiny_tokenizer() -> Tokenizer:
@@ -306,27 +314,6 @@ def test_adding_a_constant_to_the_logits_changes_nothing(case, shift_start, shif
         assert b.best_score == a.best_score + shift
 
 
-def test_chunks_of_different_widths_equal_one_padded_tensor():
-    examples = [
-        Example("p::S", "p", "S", "ab", "abc de fg. ab cdef g a b c d e f", ()),
-        Example("q::S", "q", "S", "c", "a b", ()),
-    ]
-    features = build_features(
-        examples, TOKENIZER, max_length=12, doc_stride=2, max_question_length=4
-    )
-    generator = torch.Generator().manual_seed(3)
-    lengths = features.lengths().tolist()
-    starts = [torch.randn(1, n, generator=generator) for n in lengths]
-    ends = [torch.randn(1, n, generator=generator) for n in lengths]
-    kwargs = dict(
-        n_best=3, max_answer_length=4, null_threshold=9.0, multi_span=True, snap_to_sentence=False
-    )
-    chunked = decode_predictions(examples, features, starts, ends, **kwargs)
-    padded = decode_predictions(examples, features, pad_logits(starts), pad_logits(ends), **kwargs)
-    assert chunked == padded
-    assert pad_logits(starts).shape == (len(features), max(lengths))
-
-
 def test_snap_to_sentence_widens_and_merges():
     post = "ab cd. ef ga. bc de."
     sentences = {"p": [(0, 6), (7, 13), (14, 20)]}
@@ -425,9 +412,16 @@ def test_chosen_null_threshold_maximises_the_metric(case, multi_span, snap, metr
         )
         return compute_metrics(examples, predictions, sentences)[metric]
 
-    chosen = choose_null_threshold(examples, features, start, end, metric=metric, **kwargs)
     candidates = span_candidates(
         examples, features, start, end, n_best=4, max_answer_length=max_answer_length
+    )
+    chosen = best_null_threshold(
+        examples,
+        candidates,
+        multi_span=multi_span,
+        snap_to_sentence=snap,
+        sentences=sentences,
+        metric=metric,
     )
     gaps = sorted({c.null_score - score for c in candidates for score in c.scores.tolist()})
     brute = max([value(g) for g in gaps] + [value(gaps[0] - 1.0)]) if gaps else value(0.0)

@@ -25,8 +25,6 @@ from lib.data.corpus import Example
 from lib.data.features import Features
 from lib.evaluation.span_search import best_spans
 
-Logits = torch.Tensor | Sequence[torch.Tensor]
-
 
 @dataclass(frozen=True)
 class ScoredSpan:
@@ -57,46 +55,27 @@ class SpanCandidates:
     scores: np.ndarray  # (C,) float64, non-increasing
 
 
-def pad_logits(chunks: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Stack (n_i, T_i) chunks into one (sum n_i, max T_i) float32 tensor padded with -inf."""
-    width = max(chunk.shape[1] for chunk in chunks)
-    return torch.cat(
-        [
-            torch.nn.functional.pad(chunk.float(), (0, width - chunk.shape[1]), value=-torch.inf)
-            for chunk in chunks
-        ]
-    )
-
-
-def _row_chunks(logits: Logits) -> list[torch.Tensor]:
-    return [logits] if isinstance(logits, torch.Tensor) else list(logits)
-
-
 def window_spans(
     features: Features,
-    start_logits: Logits,
-    end_logits: Logits,
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
     *,
     n_best: int,
     max_answer_length: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """best_spans over every window; row i of the logits (or of their concatenated chunks) is
-    window i. Returns numpy (scores, starts, ends) (W, n_best) and null scores (W,)."""
-    outputs, row = [], 0
-    for start, end in zip(_row_chunks(start_logits), _row_chunks(end_logits), strict=True):
-        rows = slice(row, row + len(start))
-        found = best_spans(
-            start,
-            end,
-            features.context_start[rows],
-            features.context_end[rows],
-            n_best=n_best,
-            max_answer_length=max_answer_length,
-        )
-        outputs.append([t.numpy() for t in found])
-        row += len(start)
-    assert row == len(features), f"{row} logit rows for {len(features)} windows"
-    return tuple(np.concatenate(parts) for parts in zip(*outputs))
+    """best_spans over every window; row i of the (W, T) logits is window i (positions past a
+    window may hold anything, e.g. -inf padding). Returns numpy (scores, starts, ends)
+    (W, n_best) and null scores (W,)."""
+    assert len(start_logits) == len(end_logits) == len(features), "one logit row per window"
+    found = best_spans(
+        start_logits,
+        end_logits,
+        features.context_start,
+        features.context_end,
+        n_best=n_best,
+        max_answer_length=max_answer_length,
+    )
+    return tuple(t.numpy() for t in found)
 
 
 def _descending(values: np.ndarray) -> np.ndarray:
@@ -120,8 +99,8 @@ def _tuple_order(*columns: np.ndarray, stable: bool = True) -> np.ndarray:
 def span_candidates(
     examples: Sequence[Example],
     features: Features,
-    start_logits: Logits,
-    end_logits: Logits,
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
     *,
     n_best: int,
     max_answer_length: int,
@@ -226,40 +205,6 @@ def select_spans(
     return Prediction(spans=spans, null_score=null, best_score=best)
 
 
-def decode_predictions(
-    examples: Sequence[Example],
-    features: Features,
-    start_logits: Logits,
-    end_logits: Logits,
-    *,
-    n_best: int,
-    max_answer_length: int,
-    null_threshold: float,
-    multi_span: bool,
-    snap_to_sentence: bool,
-    sentences: Mapping[str, Sequence[tuple[int, int]]] | None = None,
-) -> dict[str, Prediction]:
-    """example_id -> Prediction. Logits: (W, T) tensors, row i = window i (positions past a
-    window may hold anything, e.g. -inf padding), or lists of (n_i, T_i) chunks in window order.
-    `sentences` maps post_id -> sentence spans; needed only with snap_to_sentence."""
-    candidates = span_candidates(
-        examples,
-        features,
-        start_logits,
-        end_logits,
-        n_best=n_best,
-        max_answer_length=max_answer_length,
-    )
-    return select_predictions(
-        examples,
-        candidates,
-        null_threshold=null_threshold,
-        multi_span=multi_span,
-        snap_to_sentence=snap_to_sentence,
-        sentences=sentences,
-    )
-
-
 def select_predictions(
     examples: Sequence[Example],
     candidates: Sequence[SpanCandidates],
@@ -269,8 +214,9 @@ def select_predictions(
     snap_to_sentence: bool,
     sentences: Mapping[str, Sequence[tuple[int, int]]] | None = None,
 ) -> dict[str, Prediction]:
-    """decode_predictions from already merged span_candidates (computed once, e.g. for both the
-    null-threshold sweep and the final predictions)."""
+    """example_id -> Prediction from merged span_candidates (computed once, for both the
+    null-threshold sweep and the final predictions). `sentences` maps post_id -> sentence
+    spans; needed only with snap_to_sentence."""
     return {
         ex.example_id: select_spans(
             cand,

@@ -31,8 +31,9 @@ from lib.data.features import build_features
 from lib.data.sentences import split_sentences
 from lib.errors import UserError
 from lib.evaluation.decoding import Prediction
-from lib.evaluation.inference import eval_loader, evaluate_examples, predict_logits
+from lib.evaluation.inference import eval_loader, predict_logits
 from lib.evaluation.metrics import covered_sentences
+from lib.evaluation.scoring import evaluate_examples
 from lib.files import json_line, write_json_atomic, write_text_atomic
 from lib.model.cpu_speedups import apply_cpu_speedups
 from lib.model.pretrained import load_qa_model, load_tokenizer

@@ -1,4 +1,4 @@
-"""Batched inference and evaluation of a QA model over feature windows (DESIGN §4, §5, §7).
+"""Model -> logits: batched inference of a QA model over feature windows (DESIGN §4, §7).
 
 Shared by training (validation/test) and evaluate.py, so both produce the same numbers to the last
 digit. Windows are sorted by length and padded per batch; under `accelerate launch` each process
@@ -14,8 +14,6 @@ How closely the two agree and how much faster it is: README, Training details an
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -23,18 +21,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from lib.data.batching import LengthGroupedBatchSampler, WindowDataset, collate_windows
-from lib.data.corpus import Example
 from lib.data.features import Features
-from lib.evaluation.decoding import Prediction, select_predictions, span_candidates
-from lib.evaluation.metrics import compute_metrics
-from lib.evaluation.null_threshold import best_null_threshold
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    metrics: dict[str, float]
-    predictions: dict[str, Prediction]
-    null_threshold: float
 
 
 def eval_loader(features: Features, *, batch_size: int, pad_id: int, pad_to_multiple_of: int):
@@ -91,48 +78,3 @@ def predict_logits(
         start_all[index, : start.shape[1]] = start
         end_all[index, : end.shape[1]] = end
     return start_all, end_all
-
-
-def evaluate_examples(
-    examples: Sequence[Example],
-    features: Features,
-    start_logits: torch.Tensor,
-    end_logits: torch.Tensor,
-    *,
-    decode_cfg,
-    sentences: Mapping[str, Sequence[tuple[int, int]]],
-    metric: str,
-    tune_threshold: bool,
-) -> EvalResult:
-    """Decode, optionally pick the null threshold that maximises `metric`, and score.
-
-    The windows' n-best spans are searched and merged once, for the sweep and the predictions."""
-    candidates = span_candidates(
-        examples,
-        features,
-        start_logits,
-        end_logits,
-        n_best=decode_cfg.n_best,
-        max_answer_length=decode_cfg.max_answer_length,
-    )
-    threshold = decode_cfg.null_threshold
-    has_negatives = any(not ex.answers for ex in examples)
-    if tune_threshold and has_negatives:
-        threshold = best_null_threshold(
-            examples,
-            candidates,
-            multi_span=decode_cfg.multi_span,
-            snap_to_sentence=decode_cfg.snap_to_sentence,
-            sentences=sentences,
-            metric=metric,
-        )
-    predictions = select_predictions(
-        examples,
-        candidates,
-        null_threshold=threshold,
-        multi_span=decode_cfg.multi_span,
-        snap_to_sentence=decode_cfg.snap_to_sentence,
-        sentences=sentences,
-    )
-    metrics = compute_metrics(examples, predictions, sentences)
-    return EvalResult(metrics=metrics, predictions=predictions, null_threshold=threshold)

@@ -16,8 +16,8 @@ when nothing was predicted and nothing was gold, else 0.0 (so precision with no 
 some gold is 0, and a symptom with no gold and no predictions scores 1.0 everywhere). An empty
 HasAns/NoAns group reports exact = f1 = 0.0 with total 0 (the official script omits the keys).
 
-Every metric is a function of summed per-example rows (`score_example`), so `best_threshold`
-can sweep null thresholds exactly with one cheap re-aggregation (`MetricAggregator`) per step.
+Every metric is a function of summed per-example rows (`score_example`), so the null-threshold
+sweep (lib.evaluation.null_threshold) re-aggregates cheaply (`MetricAggregator`) per step.
 """
 
 from __future__ import annotations
@@ -47,12 +47,6 @@ SCORE_COLUMNS = ("exact", "f1", "true_positive", "predicted", "gold")  # one sco
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-
-
-class _NoEvidence:
-    """A prediction with no spans, for scoring the everything-null state."""
-
-    spans = ()
 
 
 def is_valid_metric(name: str, symptoms: Iterable[str]) -> bool:
@@ -202,41 +196,3 @@ def compute_metrics(
     rows = [score_example(ex, predictions[ex.example_id], sentences[ex.post_id]) for ex in examples]
     table = np.stack(rows) if rows else np.zeros((0, len(SCORE_COLUMNS)))
     return MetricAggregator(examples)(table)
-
-
-def best_threshold(
-    examples: Sequence[Example],
-    changes: Sequence[Sequence[tuple[float, object]]],
-    sentences: Mapping[str, Sequence[tuple[int, int]]],
-    *,
-    metric: str,
-) -> float:
-    """The threshold t that maximises `metric` when example i predicts nothing below its first
-    change and, from each (t_j, prediction_j) of `changes[i]` (ascending t_j) on, prediction_j.
-
-    One pass over the sorted changes: each replaces one example's score row and the metric is
-    re-aggregated. Ties go to the smallest threshold; if predicting nothing everywhere is best,
-    the smallest change - 1 is returned (0.0 when there are no changes at all).
-    """
-    aggregate = MetricAggregator(examples)
-    empty = _NoEvidence()
-    rows = np.stack([score_example(ex, empty, sentences[ex.post_id]) for ex in examples])
-    events = sorted(
-        (
-            (threshold, index, prediction)
-            for index, example_changes in enumerate(changes)
-            for threshold, prediction in example_changes
-        ),
-        key=lambda event: (event[0], event[1]),
-    )
-    if not events:
-        return 0.0
-    best_value, best = aggregate(rows)[metric], events[0][0] - 1.0
-    for i, (threshold, index, prediction) in enumerate(events):
-        rows[index] = score_example(examples[index], prediction, sentences[examples[index].post_id])
-        if i + 1 < len(events) and events[i + 1][0] == threshold:
-            continue  # apply every change at this threshold before scoring it
-        value = aggregate(rows)[metric]
-        if value > best_value:
-            best_value, best = value, threshold
-    return best

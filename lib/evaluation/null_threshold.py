@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from lib.data.corpus import Example
-from lib.data.features import Features
-from lib.evaluation.decoding import Logits, SpanCandidates, select_spans, span_candidates
-from lib.evaluation.metrics import best_threshold
+from lib.evaluation.decoding import SpanCandidates, select_spans
+from lib.evaluation.metrics import MetricAggregator, score_example
 
 
 def _answer_thresholds(candidates: SpanCandidates, *, multi_span: bool) -> list[float]:
@@ -32,45 +33,6 @@ def _answer_thresholds(candidates: SpanCandidates, *, multi_span: bool) -> list[
     return sorted(set(thresholds))
 
 
-def choose_null_threshold(
-    examples: Sequence[Example],
-    features: Features,
-    start_logits: Logits,
-    end_logits: Logits,
-    *,
-    n_best: int,
-    max_answer_length: int,
-    multi_span: bool,
-    snap_to_sentence: bool,
-    sentences: Mapping[str, Sequence[tuple[int, int]]],
-    metric: str,
-) -> float:
-    """The null_threshold that maximises `metric` (a lib.evaluation.metrics key) on these examples.
-
-    Exact: an example's prediction only changes at the thresholds null - score of the spans it
-    would take (one single-span; one per greedily taken span multi-span), so those are the only
-    candidates, and lib.evaluation.metrics.best_threshold sweeps them in one pass. Ties go to the smallest
-    threshold (as the official SQuAD v2 `find_best_thresh`); "answer nothing" comes back as the
-    smallest candidate - 1.
-    """
-    candidates = span_candidates(
-        examples,
-        features,
-        start_logits,
-        end_logits,
-        n_best=n_best,
-        max_answer_length=max_answer_length,
-    )
-    return best_null_threshold(
-        examples,
-        candidates,
-        multi_span=multi_span,
-        snap_to_sentence=snap_to_sentence,
-        sentences=sentences,
-        metric=metric,
-    )
-
-
 def best_null_threshold(
     examples: Sequence[Example],
     candidates: Sequence[SpanCandidates],
@@ -80,7 +42,8 @@ def best_null_threshold(
     sentences: Mapping[str, Sequence[tuple[int, int]]],
     metric: str,
 ) -> float:
-    """choose_null_threshold from already merged span_candidates (same order as `examples`)."""
+    """The null_threshold that maximises `metric` (a lib.evaluation.metrics key) over these
+    examples, from their merged span_candidates (same order as `examples`)."""
     changes = []  # per example: (threshold, prediction from that threshold on)
     for ex, cand in zip(examples, candidates):
         post_sentences = sentences[ex.post_id]
@@ -100,3 +63,47 @@ def best_null_threshold(
             ]
         )
     return best_threshold(examples, changes, sentences, metric=metric)
+
+
+class _NoEvidence:
+    """A prediction with no spans, for scoring the everything-null state."""
+
+    spans = ()
+
+
+def best_threshold(
+    examples: Sequence[Example],
+    changes: Sequence[Sequence[tuple[float, object]]],
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+    *,
+    metric: str,
+) -> float:
+    """The threshold t that maximises `metric` when example i predicts nothing below its first
+    change and, from each (t_j, prediction_j) of `changes[i]` (ascending t_j) on, prediction_j.
+
+    One pass over the sorted changes: each replaces one example's score row and the metric is
+    re-aggregated. Ties go to the smallest threshold; if predicting nothing everywhere is best,
+    the smallest change - 1 is returned (0.0 when there are no changes at all).
+    """
+    aggregate = MetricAggregator(examples)
+    empty = _NoEvidence()
+    rows = np.stack([score_example(ex, empty, sentences[ex.post_id]) for ex in examples])
+    events = sorted(
+        (
+            (threshold, index, prediction)
+            for index, example_changes in enumerate(changes)
+            for threshold, prediction in example_changes
+        ),
+        key=lambda event: (event[0], event[1]),
+    )
+    if not events:
+        return 0.0
+    best_value, best = aggregate(rows)[metric], events[0][0] - 1.0
+    for i, (threshold, index, prediction) in enumerate(events):
+        rows[index] = score_example(examples[index], prediction, sentences[examples[index].post_id])
+        if i + 1 < len(events) and events[i + 1][0] == threshold:
+            continue  # apply every change at this threshold before scoring it
+        value = aggregate(rows)[metric]
+        if value > best_value:
+            best_value, best = value, threshold
+    return best

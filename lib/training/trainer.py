@@ -36,7 +36,8 @@ from lib.data.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.data.dataset import Dataset, build_dataset
 from lib.data.features import Features, build_features
 from lib.data.sentences import split_sentences
-from lib.evaluation.inference import EvalResult, eval_loader, evaluate_examples, predict_logits
+from lib.evaluation.inference import eval_loader, predict_logits
+from lib.evaluation.scoring import EvalResult, evaluate_examples
 from lib.files import write_json_atomic, write_text_atomic
 from lib.model.cpu_speedups import apply_cpu_speedups
 from lib.model.pretrained import load_qa_model, load_tokenizer, save_qa_model
