@@ -17,13 +17,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lib.errors import path_error
+from lib.errors import UserError, path_error
 
 
 def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return mask
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold one object; a UserError naming the file otherwise."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise path_error(path, "read", err) from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return values
 
 
 def write_atomically(path: Path, write: Callable[[str], None]) -> None:

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from lib.data.corpus import Annotation, Post
 from lib.data.examples import SYMPTOM_NAMES, build_examples, symptom_question
-from lib.errors import UserError
 from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 
 POSTS = {
@@ -117,11 +116,11 @@ def test_questions():
     ]
     assert symptom_question("DEPRESSED_MOOD", "symptom", {}) == "depressed mood"
     assert set(SYMPTOM_NAMES) >= {"DEPRESSED_MOOD", "SPECIAL_CASE"}
-    with pytest.raises(UserError, match="no criterion text for FATIGUE"):
+    with pytest.raises(ValueError, match="no criterion text for FATIGUE"):
         symptom_question("FATIGUE", "criterion", CRITERIA)
-    with pytest.raises(UserError, match="data.question"):
+    with pytest.raises(ValueError, match="question mode"):
         symptom_question("FATIGUE", "bogus", CRITERIA)
-    with pytest.raises(UserError, match="data.negatives"):
+    with pytest.raises(ValueError, match="negatives must be"):
         _build(negatives="some")
     examples, _ = _build(question="empty")
     assert {e.question for e in examples} == {""}

@@ -22,7 +22,7 @@ from typing import Any
 from lib.data.corpus import Annotation, Example, Post, load_annotations, load_posts
 from lib.data.examples import AlignmentReport, build_examples
 from lib.data.split import SPLITS, split_examples
-from lib.errors import ArgumentParser, UserError
+from lib.errors import ArgumentParser
 
 
 @dataclass
@@ -37,9 +37,7 @@ class Dataset:
 def build_dataset(data_cfg: Any) -> Dataset:
     """Load, validate, align, build and split per a `[data]` config (duck-typed: needs posts,
     annotations, symptoms, question, negatives, split, seed, fuzzy_threshold, limit, criteria)."""
-    limit = int(data_cfg.limit)
-    if limit < 0:
-        raise UserError(f"data.limit must be >= 0, got {limit}")
+    limit = int(data_cfg.limit)  # >= 0, checked at config load
     all_posts = load_posts(data_cfg.posts)
     # Validate against every post, so a row for a post beyond the limit is not "unknown".
     annotations = load_annotations(data_cfg.annotations, all_posts)

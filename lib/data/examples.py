@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 from lib.data.align import RULES, Alignment, align_evidence
 from lib.data.corpus import Annotation, Example, Post, Span, sentence_index
-from lib.errors import UserError
 from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 
 SYMPTOM_NAMES = {
@@ -44,14 +43,14 @@ def symptom_question(symptom: str, mode: str, criteria: Mapping[str, str]) -> st
     """The question text for `symptom`: its criterion text, its readable name, or ""."""
     if mode == "criterion":
         text = criteria.get(symptom, "").strip()
-        if not text:
-            raise UserError(f"data.criteria: no criterion text for {symptom}")
+        if not text:  # data.criteria is checked at config load
+            raise ValueError(f"no criterion text for {symptom}")
         return text
     if mode == "symptom":
         return SYMPTOM_NAMES.get(symptom, symptom.replace("_", " ").lower())
     if mode == "empty":
         return ""
-    raise UserError(f"data.question must be one of {', '.join(QUESTION_MODES)}, got {mode!r}")
+    raise ValueError(f"question mode must be one of {QUESTION_MODES}, got {mode!r}")
 
 
 @dataclass(frozen=True)
@@ -175,10 +174,8 @@ def build_examples(
     fuzzy_threshold: float,
 ) -> tuple[list[Example], AlignmentReport]:
     """Examples for every (post, configured symptom) per the module rules, and the report."""
-    if negatives not in NEGATIVE_MODES:
-        raise UserError(
-            f"data.negatives must be one of {', '.join(NEGATIVE_MODES)}, got {negatives!r}"
-        )
+    if negatives not in NEGATIVE_MODES:  # data.negatives is checked at config load
+        raise ValueError(f"negatives must be one of {NEGATIVE_MODES}, got {negatives!r}")
     questions = {s: symptom_question(s, question_mode, criteria) for s in symptoms}
     report = AlignmentReport(fuzzy_threshold, _align_rows(posts, annotations, fuzzy_threshold))
     evidence: dict[tuple[str, str], set[tuple[int, int]]] = {}

@@ -12,7 +12,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 from lib.data.corpus import Example
-from lib.errors import UserError
 
 SPLITS = ("train", "val", "test")
 
@@ -23,9 +22,8 @@ def _check_ratios(ratios: Sequence[float]) -> None:
         or any(not math.isfinite(r) or r < 0 for r in ratios)
         or not math.isclose(sum(ratios), 1.0)
     ):
-        raise UserError(
-            f"data.split must be three non-negative ratios summing to 1, got {list(ratios)}"
-        )
+        # the user's data.split is checked at config load; this guards direct calls
+        raise ValueError(f"split ratios must be three non-negative numbers summing to 1: {ratios}")
 
 
 def unit_hash(seed: int, post_id: str) -> float:

@@ -10,7 +10,6 @@ fine and is quietly worse.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lib.errors import UserError
-from lib.files import write_atomically
+from lib.files import read_json_object, write_atomically
 from lib.model.bert import ACTIVATIONS, BertConfig, BertForQuestionAnswering, BertModel
 
 log = logging.getLogger(__name__)
@@ -93,12 +92,7 @@ def read_config(folder: Path) -> BertConfig:
     path = folder / "config.json"
     if not path.is_file():
         raise UserError(f"{folder}: no config.json (not a Hugging Face BERT model folder)")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{path}: expected a JSON object")
+    values = read_json_object(path)
     if values.get("model_type", "bert") != "bert":
         raise UserError(f"{path}: model_type {values['model_type']!r} is not 'bert'")
     if values.get("position_embedding_type", "absolute") != "absolute":

@@ -10,28 +10,18 @@ the classic silent SpanBERT bug. Offsets are character offsets into the original
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from lib.errors import UserError
+from lib.files import read_json_object
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]")  # what features.py needs
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
-
-def read_json_object(path: Path) -> dict:
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return values
 
 
 def case_settings(folder: Path) -> tuple[bool, bool | None, bool]:
