@@ -2,6 +2,7 @@
 
     python bench/train.py [--windows 256 | --full] [--warmup 2] [--chunk 4] [--threads N]
                           [--reference-dropout same|checkpoint] [--reference-keep-memory]
+                          [--peak-size 2048]
                           [key=value ...]
 
 Settings are demo.toml's (+ key=value overrides): minilm-l6, the demo corpus, max_length 256,
@@ -348,6 +349,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=256, help="timed windows (whole batches)")
     parser.add_argument("--full", action="store_true", help="time the whole epoch")
+    parser.add_argument(
+        "--peak-size",
+        type=int,
+        default=2048,
+        help="matmul size for the peak (smaller: CPUs "
+        "without bf16 hardware take minutes for a 2048² bf16 matmul)",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
     parser.add_argument("--chunk", type=int, default=4, help="steps per turn")
     parser.add_argument("--threads", type=int, default=0, help="0 = train.threads or torch's")
@@ -364,7 +372,7 @@ def main() -> None:
     threads = args.threads or cfg.train.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
-    peaks = {torch.float32: matmul_peak(torch.float32), torch.bfloat16: matmul_peak(torch.bfloat16)}
+    peaks = {t: matmul_peak(t, args.peak_size) for t in (torch.float32, torch.bfloat16)}
     features, _, timed, _, epoch = training_batches(
         cfg, windows=args.windows, full=args.full, warmup=args.warmup
     )
@@ -392,7 +400,7 @@ def main() -> None:
         for name in order:
             sides[name].run(steps)
     finished = {name: side.finish() for name, side in sides.items()}
-    peaks = {dtype: max(value, matmul_peak(dtype)) for dtype, value in peaks.items()}
+    peaks = {t: max(value, matmul_peak(t, args.peak_size)) for t, value in peaks.items()}
 
     import transformers
 
@@ -410,7 +418,7 @@ def main() -> None:
         f"timed: {n_windows} windows ({len(timed)} steps{', the whole epoch' if args.full else ''}"
         f" of an epoch of {epoch_windows} windows / {len(epoch)} steps), {args.warmup} warm-up "
         f"steps each excluded, sides alternating every {args.chunk} steps\n"
-        f"matmul peak (2048², best of 5): fp32 {peaks[torch.float32] / 1e9:.0f} GFLOP/s, "
+        f"matmul peak ({args.peak_size}², best of 5): fp32 {peaks[torch.float32] / 1e9:.0f} GFLOP/s, "
         f"bf16 {peaks[torch.bfloat16] / 1e9:.0f} GFLOP/s; FLOPs per window of t tokens = "
         f"6·N·t + 12·L·d·t²\n"
     )
