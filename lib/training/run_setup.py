@@ -144,8 +144,8 @@ def resolve_run(cfg: Config) -> tuple[Config, Path, Path | None]:
         run_dir = find_resume_dir(cfg.train.resume, cfg.train.output_dir)
         cfg = resume_config(cfg, run_dir)
         return cfg, run_dir, usable_checkpoint(run_dir)
-    check_writable_dir(Path(cfg.train.output_dir), "train.output_dir")
-    # The main process names the run (a timestamp must not differ between processes).
+    # The main process names the run (a timestamp must not differ between processes);
+    # train.output_dir was checked by preflight, which train() runs first.
     decided: list[Any] = [None, None]
     if state.is_main_process:
         try:

@@ -98,14 +98,14 @@ def train(
     preflight(cfg)
     cfg, run_dir, resume_from = resolve_run(cfg)
     try:
-        return _train(cfg, run_dir, resume_from, on_evaluate)
+        metrics = _train(cfg, run_dir, resume_from, on_evaluate)
     except BaseException:
-        _close_file_log(run_dir)
+        _close_file_log(run_dir)  # before its folder may go
         if resume_from is None and PartialState().is_main_process:
             remove_failed_start(run_dir)
         raise
-    finally:
-        _close_file_log(run_dir)
+    _close_file_log(run_dir)
+    return metrics
 
 
 @dataclass
