@@ -22,7 +22,7 @@ from typing import Any
 
 from lib.config_checks import flatten_space, validate
 from lib.errors import UserError, did_you_mean, path_error
-from lib.symptoms import CRITERIA, DSM_SYMPTOMS
+from lib.symptoms import ALIGN_RULES, CRITERIA, DSM_SYMPTOMS
 
 # The default search space (tune.space): learning-rate schedule and batch size.
 DEFAULT_SPACE = {
@@ -45,6 +45,10 @@ class DataConfig:
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 42
     fuzzy_threshold: float = 0.8
+    align_rules: list[str] = field(default_factory=lambda: list(ALIGN_RULES))
+    semantic_threshold: float = 0.2
+    semantic_margin: float = 0.03
+    semantic_model: str = "minilm-l6"
     limit: int = 0
     criteria: dict[str, str] = field(default_factory=lambda: dict(CRITERIA))
 

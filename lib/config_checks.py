@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lib.errors import UserError, did_you_mean
 from lib.evaluation.metrics import METRIC_NAMES, is_valid_metric
-from lib.symptoms import ALL_SYMPTOMS, NEGATIVE_MODES, QUESTION_MODES
+from lib.symptoms import ALIGN_RULES, ALL_SYMPTOMS, NEGATIVE_MODES, QUESTION_MODES
 
 if TYPE_CHECKING:  # config imports this module to check what it loads
     from lib.config import Config
@@ -124,6 +124,17 @@ def validate(cfg: Config) -> None:
         f"data.split must be three non-negative ratios summing to 1, got {d.split}",
     )
     _require(0.0 < d.fuzzy_threshold <= 1.0, "data.fuzzy_threshold must be in (0, 1]")
+    for rule in d.align_rules:
+        _require(
+            rule in ALIGN_RULES,
+            f"data.align_rules: unknown rule {rule!r}{did_you_mean(rule, list(ALIGN_RULES), '')}"
+            f" (the rules: {', '.join(ALIGN_RULES)})",
+        )
+    _require(bool(d.align_rules), "data.align_rules must name at least one rule")
+    _require(len(set(d.align_rules)) == len(d.align_rules), "data.align_rules has duplicates")
+    _require(0.0 < d.semantic_threshold <= 1.0, "data.semantic_threshold must be in (0, 1]")
+    _require(0.0 <= d.semantic_margin <= 1.0, "data.semantic_margin must be in [0, 1]")
+    _require(bool(d.semantic_model.strip()), 'data.semantic_model must name a model or be "none"')
     _require(d.limit >= 0, f"data.limit must be >= 0, got {d.limit}")
     for key in ("dropout", "attention_dropout"):
         value = getattr(cfg.model, key)

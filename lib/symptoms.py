@@ -37,3 +37,5 @@ CRITERIA = {
 
 QUESTION_MODES = ("criterion", "symptom", "empty")  # data.question
 NEGATIVE_MODES = ("none", "annotated", "all")  # data.negatives
+# The evidence alignment rules, in the order they are tried (lib.data.align; data.align_rules).
+ALIGN_RULES = ("exact", "case_insensitive", "normalized", "fuzzy", "semantic")

@@ -108,7 +108,16 @@ def test_json_lists_every_annotation_row(tmp_path):
             assert got["start"] is None and got["end"] is None
         else:
             assert 0 <= got["start"] < got["end"] <= len(posts[got["post_id"]])
-    assert all(summary["counts"][rule] > 0 for rule in summary["counts"])
+    counts = summary["counts"]
+    assert all(counts[rule] > 0 for rule in counts)
+    # The 20 demo rows rewritten beyond what the text rules accept reach the semantic rule.
+    assert counts["semantic"] + counts["ambiguous"] + counts["failed"] == 20
+    assert summary["semantic_evidence"] == "minilm-l6 embeddings + lexical overlap"
+    for got in summary["annotations"]:  # score and margin per row, where the rule has them
+        assert set(got) >= {"score", "margin", "runner_up"}
+        if got["rule"] == "semantic":
+            assert got["score"] >= summary["semantic_threshold"]
+            assert got["margin"] is None or got["margin"] >= summary["semantic_margin"] - 1e-4
     ex = summary["examples"]
     assert ex["total"]["examples"] == sum(ex[s]["examples"] for s in ("train", "val", "test"))
     assert summary["negatives"] == "annotated" and ex["total"]["negative"] > 0
@@ -137,6 +146,10 @@ def _cfg(tmp_path, **overrides):
         split=[0.5, 0.25, 0.25],
         seed=3,
         fuzzy_threshold=0.8,
+        align_rules=["exact", "case_insensitive", "normalized", "fuzzy", "semantic"],
+        semantic_threshold=0.5,
+        semantic_margin=0.05,
+        semantic_model="minilm-l6",
         limit=0,
         criteria={},
     )

@@ -44,7 +44,6 @@ def _build(negatives="all", question="criterion", annotations=ANNOTATIONS):
         question_mode=question,
         criteria=CRITERIA,
         negatives=negatives,
-        fuzzy_threshold=0.8,
     )
 
 
@@ -96,6 +95,8 @@ def test_report_counts_rules_failures_and_unconfigured():
         "case_insensitive": 1,
         "normalized": 1,
         "fuzzy": 0,
+        "semantic": 0,  # no matcher given: the rule does not run
+        "ambiguous": 0,
         "failed": 1,
     }
     assert report.counts(0)["exact"] == 1 and report.unconfigured_rows == 1
@@ -151,7 +152,7 @@ def test_counts_match_a_slow_oracle(post_sentences, data, negatives):
     annotations = [_ann(p, 0, t, s, st_, i + 2) for i, (p, t, s, st_) in enumerate(rows)]
     examples, report = build_examples(
         posts, annotations, symptoms=SYMPTOMS, question_mode="symptom", criteria={},
-        negatives=negatives, fuzzy_threshold=0.8,
+        negatives=negatives,
     )  # fmt: skip
     # the oracle: plain loops over every pair
     expected = []

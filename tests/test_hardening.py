@@ -324,7 +324,6 @@ def test_a_one_megabyte_csv_post_loads_and_is_windowed(tmp_path, tiny_qa_dir):
         question_mode="symptom",
         criteria={},
         negatives="all",
-        fuzzy_threshold=0.8,
     )
     features = build_features(
         examples, load_tokenizer(tiny_qa_dir), max_length=96, doc_stride=16, max_question_length=24

@@ -1,6 +1,6 @@
 """The bundled demo corpus: synthetic Reddit-style posts in the exact ReDSM5 file format.
 
-    python data/demo/generate.py OUT_DIR [--posts 600] [--seed 0]
+    python data/demo/generate.py OUT_DIR [--posts 600] [--seed 0] [--variant paraphrased]
 
 ReDSM5 itself is under a data-use agreement, so the demo, the tests and the smoke runs use this
 stand-in, generated deterministically (one `random.Random(seed)`, no global state, no set or
@@ -16,6 +16,13 @@ curly post, lightly edited (a word swapped or dropped, punctuation changed) or p
 recognition, so that every alignment rule fires and a few rows fail, as in the real corpus.
 Evidence is phrased through varied templates with slot fillers so it has to be read, not
 keyword-matched, yet stays unambiguous enough for a small model to learn.
+
+--variant paraphrased writes the same posts and rows with every annotation paraphrased as in the
+public ReDSM5 release (synonyms, reordered, kept or split clauses, merged sentences, tense and
+person changed, fillers dropped, now and then a full reword; difflib ratio 0.2-0.8 to the true
+sentence) and sentence_id off by one or by 3+ for about a third of rows, plus truth.csv with
+each row's true sentence span (committed as data/paraphrased/; a second rng, so the verbatim
+corpus is unchanged).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import csv
 import io
 import math
 import random
+import re
 import string
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -576,38 +584,985 @@ def demo_posts(n_posts: int = 600, seed: int = 0) -> list[DemoPost]:
     return posts
 
 
+_POSTS_HEADER = ["post_id", "text"]
+_ANNOTATIONS_HEADER = "post_id sentence_id sentence_text DSM5_symptom status explanation".split()
+_TRUTH_HEADER = "row post_id sentence_id true_index n_sentences start end ops".split()
+
+
+def _csv_text(header: list[str], rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def generate_demo_corpus(n_posts: int = 600, seed: int = 0) -> tuple[str, str]:
     """(posts_csv, annotations_csv) as text, byte-for-byte the same for the same arguments."""
-    posts_out, rows_out = io.StringIO(), io.StringIO()
-    posts_csv = csv.writer(posts_out, lineterminator="\n")
-    rows_csv = csv.writer(rows_out, lineterminator="\n")
-    posts_csv.writerow(["post_id", "text"])
-    rows_csv.writerow(
-        ["post_id", "sentence_id", "sentence_text", "DSM5_symptom", "status", "explanation"]
+    posts = demo_posts(n_posts, seed)
+    rows = [[post.post_id, *row] for post in posts for row in post.rows]
+    return (
+        _csv_text(_POSTS_HEADER, [[post.post_id, post.text] for post in posts]),
+        _csv_text(_ANNOTATIONS_HEADER, rows),
     )
-    for post in demo_posts(n_posts, seed):
-        posts_csv.writerow([post.post_id, post.text])
-        for sentence_id, text, symptom, status, why in post.rows:
-            rows_csv.writerow([post.post_id, sentence_id, text, symptom, status, why])
-    return posts_out.getvalue(), rows_out.getvalue()
+
+
+# --- The paraphrased variant ------------------------------------------------------------------
+# The public ReDSM5 release paraphrased posts and annotations independently, so an annotation
+# shares only part of its words with its sentence and its sentence_id can be off. This variant
+# keeps the demo's posts and rows and rewrites each annotation from the generator's true
+# sentence, with its own rng, so nothing of the verbatim corpus changes.
+
+_MERGE_RATE = 0.08  # rows whose annotation paraphrases sentences k and k+1 together
+_OP_RATES = {  # how often each operation is tried on a row
+    "reword": 0.3,  # every known phrase swapped, kept when no content word is left shared
+    "restructure": 0.7,  # reorder, keep_clause or split
+    "fillers": 0.6,
+    "synonyms": 0.95,
+    "tense": 0.4,
+    "person": 0.45,
+}
+_RATIO_BAND = (0.2, 0.8)  # difflib ratio to the true text, as measured on ReDSM5
+_RATIO_MODE = 0.45  # most likely target ratio; the kept paraphrases' median lands near 0.55
+_CHOICES = 8  # candidate paraphrases per row, the one nearest the row's target ratio is kept
+_HINT_WEIGHTS = {"exact": 66, "near": 17, "far": 17}  # how sentence_id relates to k
+_MAX_TRIES = 40
+
+_SYNONYMS = {  # a phrase (lower case, first-person present) -> its replacements
+    # moods and feelings
+    "empty inside": ("hollow", "dead inside"),
+    "empty": ("hollow", "blank"),
+    "sad": ("down", "unhappy", "blue"),
+    "sadness": ("sorrow", "gloom", "grief"),
+    "so down": ("so low", "so blue"),
+    "hopeless": ("bleak", "pointless"),
+    "grey": ("dull", "colourless"),
+    "heavy": ("leaden", "weighed down"),
+    "heavy sadness": ("crushing sadness", "weighty sorrow"),
+    "dark cloud": ("black cloud", "shadow"),
+    "never lifts": ("won't go away", "never clears"),
+    "miserable": ("wretched", "awful"),
+    "numb": ("dead inside", "unfeeling"),
+    "really low": ("very low", "down in the dumps"),
+    "tearful": ("weepy", "teary"),
+    "crying myself to sleep": ("sobbing until I drift off", "weeping myself to sleep"),
+    "crying": ("weeping", "sobbing"),
+    "cry": ("weep", "break down"),
+    "sob": ("weep", "bawl"),
+    "mood": ("state of mind", "headspace"),
+    "in the gutter": ("at rock bottom", "through the floor"),
+    "drowning in": ("sinking in", "swamped by"),
+    "happy": ("glad", "cheerful"),
+    "scared": ("frightened", "afraid"),
+    "calm": ("peaceful", "at ease"),
+    "relieved": ("at peace", "lighter"),
+    "ashamed": ("embarrassed", "mortified"),
+    "guilty": ("bad", "terrible"),
+    "worried": ("concerned", "alarmed"),
+    "proud of": ("pleased with", "happy with"),
+    "content": ("satisfied", "at peace"),
+    "adorable": ("cute", "sweet"),
+    "annoying": ("irritating", "a pain"),
+    "weird": ("strange", "odd"),
+    "great": ("lovely", "amazing"),
+    "good": ("decent", "nice"),
+    "sleeping great": ("resting well", "sleeping really well"),
+    "happy tears": ("tears of joy", "good tears"),
+    "bad": ("terrible", "awful"),
+    # interest and pleasure
+    "used to love": ("once loved", "used to adore"),
+    "love": ("adore", "really like"),
+    "loving": ("enjoying", "adoring"),
+    "enjoy": ("like", "get a kick out of"),
+    "enjoyed": ("liked", "took pleasure in"),
+    "fun": ("enjoyable", "a good time"),
+    "joy": ("happiness", "delight"),
+    "pleasure": ("enjoyment", "satisfaction"),
+    "zero interest in": ("no desire for", "no appetite for"),
+    "lost all interest in": ("stopped caring about", "gone cold on"),
+    "passionate about": ("into", "excited about"),
+    "excite": ("thrill", "spark anything in"),
+    "appeals to me": ("tempts me", "interests me"),
+    "brings me no joy": ("gives me nothing", "leaves me cold"),
+    "don't do anything for me": ("leave me cold", "do nothing for me"),
+    "care about": ("give a damn about", "care for"),
+    "caring about": ("bothering with", "being into"),
+    "hanging out with": ("spending time with", "seeing"),
+    "make me happy": ("cheer me up", "lift me up"),
+    "favourite": ("best-loved", "go-to"),
+    "shows": ("series", "programmes"),
+    "music": ("songs", "tunes"),
+    "going out": ("nights out", "socialising"),
+    "sex and dating": ("romance and intimacy", "dating and sex"),
+    "switched off": ("shut down", "gone dark"),
+    "stuff": ("things", "anything"),
+    "feels completely flat": ("feels totally dull", "has lost its spark"),
+    "had a blast": ("had a great time", "had so much fun"),
+    "got really into": ("got hooked on", "fell for"),
+    "hobby": ("pastime", "interest"),
+    "party": ("celebration", "get-together"),
+    # food and weight
+    "eat": ("have food", "have a bite"),
+    "eating": ("having food", "having meals"),
+    "what to eat": ("what to have for dinner", "what to cook"),
+    "forget to eat": ("skip meals", "go without food"),
+    "stress eating": ("comfort eating", "eating out of stress"),
+    "eating my feelings": ("comfort eating", "eating to cope"),
+    "appetite": ("hunger", "desire to eat"),
+    "food": ("grub", "eating"),
+    "meal": ("plate of food", "bite"),
+    "tastes like cardboard": ("has no flavour", "tastes of nothing"),
+    "hungry": ("peckish", "starving"),
+    "pounds": ("lbs", "lb"),
+    "gained": ("put on", "packed on"),
+    "put on so much weight": ("gained so much weight", "got so much heavier"),
+    "losing weight": ("getting thinner", "shedding pounds"),
+    "lost": ("dropped", "shed"),
+    "dropped": ("lost", "shed"),
+    "without trying": ("without meaning to", "by accident"),
+    "clothes": ("outfits", "jeans"),
+    "falling off me": ("hanging off me", "way too loose"),
+    "properly": ("right", "normally"),
+    "bingeing on": ("gorging on", "devouring"),
+    "snacking": ("grazing", "nibbling"),
+    "skip": ("miss", "go without"),
+    "breakfast and lunch": ("the first two meals", "morning meals"),
+    "feel like eating": ("want food", "fancy food"),
+    "force myself": ("push myself",),
+    "force myself to eat": ("make myself eat", "push myself to have food"),
+    "in one sitting": ("at once", "in one go"),
+    "sick": ("nauseous", "ill"),
+    "doctor": ("GP", "physician"),
+    "gone up two sizes": ("needed bigger clothes", "outgrown my jeans"),
+    "recipe": ("dish", "meal"),
+    "huge dinner": ("big meal", "massive dinner"),
+    "eating healthy": ("eating well", "eating clean"),
+    "stable": ("steady", "constant"),
+    "totally normal": ("perfectly fine", "completely fine"),
+    "normal": ("fine", "regular"),
+    # sleep
+    "lie awake": ("stay up", "toss and turn"),
+    "sleep": ("rest", "doze"),
+    "sleeping": ("dozing", "resting"),
+    "fall asleep": ("drift off", "nod off"),
+    "go to sleep": ("drift off", "nod off"),
+    "get back to sleep": ("drift off again", "doze off again"),
+    "wake up": ("get up", "come to"),
+    "waking up": ("getting up", "coming to"),
+    "insomnia": ("sleeplessness", "sleep trouble"),
+    "until the sun comes up": ("until sunrise", "until dawn"),
+    "sleep through my alarms": ("miss my alarms", "ignore my alarms"),
+    "stay in bed": ("lie in bed", "stay under the covers"),
+    "stare at the ceiling": ("look up at the ceiling", "gaze at the ceiling"),
+    "sleep schedule": ("sleep pattern", "body clock"),
+    "wrecked": ("ruined", "a mess"),
+    "up all night": ("awake till morning", "awake all night"),
+    "pills": ("tablets", "meds"),
+    "every hour": ("hourly", "each hour"),
+    "lying there": ("staying there", "waiting there"),
+    "full night's sleep": ("proper night of rest", "decent night's rest"),
+    "getting to sleep": ("falling asleep", "dropping off"),
+    "a mess": ("chaos", "a disaster"),
+    "doze off": ("fall asleep", "drift off"),
+    "dawn": ("sunrise", "daybreak"),
+    "dinner time": ("supper", "evening"),
+    "solid": ("good", "full"),
+    "went to bed early": ("turned in early", "had an early night"),
+    "refreshed": ("rested", "fresh"),
+    "keyboard": ("laptop", "desk"),
+    # movement
+    "sit still": ("stay still", "keep still"),
+    "pacing": ("walking back and forth", "wandering"),
+    "pace": ("walk up and down", "wander"),
+    "restless": ("on edge", "unsettled"),
+    "fidgeting with my hands": ("fiddling with my fingers", "twisting my fingers"),
+    "fidgeting": ("fiddling", "squirming"),
+    "slowly": ("sluggishly",),
+    "so slowly": ("at a snail's pace", "so sluggishly"),
+    "slow motion": ("a slowed-down film", "half speed"),
+    "underwater": ("under water", "in treacle"),
+    "talk": ("speak", "chat"),
+    "back and forth": ("up and down", "to and fro"),
+    "tapping my foot": ("bouncing my leg", "drumming my foot"),
+    "sluggish": ("leaden", "slow"),
+    "agitated": ("worked up", "wound up"),
+    "stay seated": ("stay in my chair", "sit down"),
+    "coworkers": ("colleagues", "workmates"),
+    "noticed": ("spotted", "picked up on"),
+    "wring my hands": ("twist my fingers", "knot my hands"),
+    "hallway": ("corridor", "hall"),
+    "for ages": ("for a long time", "forever"),
+    "slowed down": ("gone slow", "wound down"),
+    "speech": ("talking", "voice"),
+    "jittery": ("twitchy", "jumpy"),
+    "legs": ("feet", "knees"),
+    "respond": ("answer", "reply"),
+    "mud": ("sludge", "treacle"),
+    "shuffling around": ("dragging my feet around", "plodding around"),
+    "over and over": ("repeatedly", "time after time"),
+    "settle": ("relax", "calm down"),
+    "long run": ("long jog", "big run"),
+    "learning to dance": ("taking dance lessons", "learning dancing"),
+    "clears my head": ("helps me think", "calms my mind"),
+    # energy
+    "exhausted": ("worn out", "wiped", "drained"),
+    "tired": ("weary", "worn out", "beat"),
+    "drained": ("wiped out", "spent"),
+    "wiped out": ("spent", "done in"),
+    "worn out": ("tired out", "spent"),
+    "fatigued": ("weary", "tired"),
+    "run down": ("depleted", "beat"),
+    "energy": ("strength", "stamina", "drive"),
+    "no energy": ("no strength", "nothing left"),
+    "showering": ("taking a shower", "washing"),
+    "getting out of bed": ("getting up", "leaving my bed"),
+    "running a marathon": ("climbing a mountain", "a marathon"),
+    "cooking dinner": ("making dinner", "making a meal"),
+    "impossible": ("too much", "out of reach"),
+    "lie down": ("have a nap", "rest"),
+    "physically tired": ("bone-tired", "tired in my body"),
+    "made of lead": ("full of sand", "made of stone"),
+    "chores": ("tasks", "housework"),
+    "drag myself": ("haul myself", "crawl"),
+    "task": ("job", "errand"),
+    "to the bone": ("through and through", "deep down"),
+    "walking up the stairs": ("climbing the stairs", "going upstairs"),
+    "leaves me": ("has me", "gets me"),
+    "needing to rest": ("in need of a break", "having to stop"),
+    "run out of steam": ("burn out", "run dry"),
+    "productive": ("efficient", "busy"),
+    "rearranged": ("reorganised", "redid"),
+    "apartment": ("flat", "place"),
+    "plenty of": ("lots of", "loads of"),
+    "hike": ("walk", "trek"),
+    # self-worth
+    "worthless": ("useless", "of no value"),
+    "burden to": ("drain on", "weight on"),
+    "hate myself": ("loathe myself", "can't stand myself"),
+    "hate": ("loathe", "despise"),
+    "hating": ("loathing", "despising"),
+    "failure": ("loser", "flop"),
+    "useless": ("pointless", "worthless"),
+    "waste of space": ("waste of air", "waste of oxygen"),
+    "blaming myself for": ("holding myself responsible for", "beating myself up over"),
+    "deserve": ("merit", "earn"),
+    "kindness": ("care", "warmth"),
+    "goes wrong": ("goes badly", "falls apart"),
+    "my fault": ("my own doing", "my mistake"),
+    "achieve": ("accomplish", "manage"),
+    "worth nothing": ("of no value", "a nobody"),
+    "replaying": ("going over", "reliving"),
+    "mistake": ("error", "slip-up"),
+    "mistakes": ("errors", "slip-ups"),
+    "pathetic": ("a joke", "hopeless"),
+    "bad person": ("terrible human", "rotten person"),
+    "ruins": ("wrecks", "spoils"),
+    "deep down": ("at heart", "in my gut"),
+    "believe i'm": ("think I'm", "am sure I'm"),
+    "believe her": ("trust her", "take her word for it"),
+    "handled": ("managed", "dealt with"),
+    "great listener": ("good listener", "wonderful listener"),
+    "fixed it quickly": ("sorted it out fast", "put it right quickly"),
+    "moved on": ("let it go", "got over it"),
+    # thinking
+    "concentrate": ("focus", "pay attention"),
+    "focus": ("concentrate",),
+    "mind goes blank": ("head empties", "thoughts vanish"),
+    "conversations": ("chats",),
+    "decisions": ("choices",),
+    "simple": ("basic", "easy"),
+    "memory": ("recall", "ability to remember"),
+    "forgetting things": ("losing track of things", "not remembering things"),
+    "foggy": ("cloudy", "hazy"),
+    "brain": ("head", "mind"),
+    "think straight": ("think clearly", "get my thoughts straight"),
+    "absorb": ("take in", "retain"),
+    "forever": ("ages", "an age"),
+    "decide": ("make up my mind", "choose"),
+    "train of thought": ("thread", "place"),
+    "follow the plot": ("keep up with the story", "follow the story"),
+    "studying": ("revising", "doing coursework"),
+    "wandering off": ("drifting", "drifting away"),
+    "emails": ("messages", "notes"),
+    "reading anything longer than a text message": (
+        "getting through anything longer than a text",
+        "reading more than a couple of lines",
+    ),
+    "reading": ("books", "a good book"),
+    "put my thoughts together": ("organise my thoughts", "string a thought together"),
+    "indecisive": ("unable to choose", "wishy-washy"),
+    "freeze": ("lock up", "go blank"),
+    "choose": ("pick", "decide"),
+    "too hard": ("too difficult", "beyond me"),
+    "piling up": ("stacking up", "adding up"),
+    "finished": ("got through", "completed"),
+    "aced": ("nailed", "passed with flying colours"),
+    "exam": ("test", "final"),
+    "busy": ("hectic", "full-on"),
+    "keeping on top of it": ("managing it", "coping fine"),
+    "forget a thing": ("miss a thing", "leave anything out"),
+    # death
+    "ending my life": ("taking my own life", "ending it all"),
+    "kill myself": ("end it", "take my life"),
+    "killing myself": ("ending it all", "taking my life"),
+    "suicide": ("ending it", "taking my own life"),
+    "suicide prevention": ("preventing suicide", "suicide awareness"),
+    "alive": ("living", "here"),
+    "goodbye note": ("farewell letter", "last letter"),
+    "hit by a car": ("run over", "knocked down by a car"),
+    "jumping": ("leaping", "throwing myself off"),
+    "giving my things away": ("handing out my stuff", "giving away my belongings"),
+    "better off": ("happier", "better"),
+    "dead": ("gone", "no longer around"),
+    "death": ("dying", "not being here"),
+    "the only way out of this": ("my one escape", "the sole exit"),
+    "imagining": ("picturing", "daydreaming about"),
+    "funeral": ("burial", "memorial"),
+    "stockpiling": ("hoarding", "saving up"),
+    "hurt myself": ("harm myself", "injure myself"),
+    "documentary": ("film", "programme"),
+    "grandfather": ("grandpa", "granddad"),
+    "died": ("passed away", "passed"),
+    "looking forward to": ("excited about", "counting down to"),
+    "trip": ("holiday", "vacation"),
+    # everyday things
+    "always": ("constantly", "continually"),
+    "constantly": ("continually",),
+    "completely": ("totally", "utterly"),
+    "all the time": ("constantly", "nonstop"),
+    "every day": ("daily", "each day"),
+    "every night": ("nightly", "each night"),
+    "every single day": ("each day", "day after day"),
+    "every single night": ("each night", "night after night"),
+    "most days": ("on most days", "usually"),
+    "most nights": ("on most nights", "nearly every night"),
+    "eight hours": ("8 hours",),
+    "at least once a day": ("daily", "every single day"),
+    "some nights": ("on some nights", "certain nights"),
+    "at night": ("in the evening", "late at night"),
+    "lately": ("recently", "these days"),
+    "anymore": ("any longer", "these days"),
+    "almost": ("nearly", "close to"),
+    "barely": ("hardly", "scarcely"),
+    "maybe": ("perhaps", "at most"),
+    "nobody": ("no one", "not a soul"),
+    "everyone": ("everybody", "all the people around me"),
+    "people": ("folks", "others"),
+    "someone": ("anyone", "a person"),
+    "honestly": ("truthfully", "to be honest"),
+    "actually": ("truly", "really"),
+    "no matter what": ("regardless", "whatever happens"),
+    "no matter what i do": ("whatever I do", "whatever I try"),
+    "no matter what i try": ("whatever I do", "however hard I try"),
+    "ever since": ("since",),
+    "for no reason at all": ("without any cause", "out of nowhere"),
+    "small": ("little", "tiny"),
+    "whole": ("entire",),
+    "keeps asking": ("keeps wondering", "always asks"),
+    "remember": ("recall", "think of"),
+    "stopped": ("quit", "gave up"),
+    "quit": ("left", "dropped out of"),
+    "tried": ("attempted", "had a go at"),
+    "trying": ("attempting",),
+    "called": ("phoned", "rang"),
+    "friends": ("mates", "pals"),
+    "friend": ("mate", "pal"),
+    "at work": ("at my job", "on the job"),
+    "job": ("position", "role"),
+    "car": ("vehicle", "motor"),
+    "bathroom": ("restroom", "toilets"),
+    "room": ("bedroom",),
+    "house": ("home", "place"),
+    "weekend": ("Saturday and Sunday",),
+    "weekends": ("Saturdays", "days off"),
+    "this morning": ("earlier today", "first thing today"),
+    "tonight": ("this evening", "later today"),
+    "last week": ("the other week", "a week ago"),
+    "money": ("cash", "finances"),
+    "advice": ("tips", "suggestions"),
+    "landlord": ("property manager", "owner"),
+    "repetitive": ("boring", "samey"),
+    "construction": ("building work", "roadworks"),
+    "replies": ("answers", "comments"),
+    "cracked": ("broke", "smashed"),
+    "typing": ("writing", "texting"),
+    "visiting": ("coming over", "coming to stay"),
+    "moved": ("relocated", "went"),
+    "medication": ("meds", "medicine"),
+    "prescription": ("meds", "dosage"),
+    "therapist": ("counsellor", "psychologist"),
+    "therapy": ("counselling", "treatment"),
+    "appointment": ("booking", "session"),
+    "volunteered": ("helped out", "pitched in"),
+    "fixed": ("repaired", "sorted"),
+    "watched": ("saw", "put on"),
+    "long post": ("wall of text", "lengthy post"),
+    "sorry": ("apologies",),
+    "thanks": ("thank you", "cheers"),
+    "highway": ("motorway", "freeway"),
+    "broke down": ("died", "gave out"),
+    "struggling with": ("battling", "fighting"),
+    "mental health": ("wellbeing", "state of mind"),
+    "diagnosed me with": ("told me I have", "said I had"),
+    "have depression": ("be depressed", "have clinical depression"),
+    "major depression": ("severe depression", "MDD"),
+    "psychiatrist": ("shrink", "psych doctor"),
+    "last year": ("a year ago", "the year before"),
+    "old man": ("pensioner", "old guy"),
+    "around the house": ("around the place", "about the flat"),
+    "not sure": ("unsure", "uncertain"),
+    "forgetting why i'm there": ("not knowing why I came in", "blanking on why I came in"),
+    "walking into rooms": ("entering rooms", "going into a room"),
+    "live with": ("share a place with", "stay with"),
+    "the weather here": ("the weather where I live", "the weather round here"),
+    "all week": ("the whole week", "for days"),
+    "drove to": ("went to", "took the car to"),
+    "birthday": ("birthday party", "big day"),
+    "meaning to": ("wanting to", "planning to"),
+    "for a while": ("for some time", "for ages"),
+    "together": ("a couple", "dating"),
+    "a few years": ("several years", "some years"),
+    "something like this": ("anything similar", "the same thing"),
+    "asking for": ("looking for", "after"),
+    "anyway": ("in any case", "either way"),
+    "where things are at": ("how things stand", "where I am"),
+    "family dinner": ("family meal", "big family meal"),
+    "every sunday": ("each Sunday", "on Sundays"),
+    "sometimes": ("now and then", "from time to time"),
+    "about 45 minutes": ("three quarters of an hour", "roughly 45 minutes"),
+    "each way": ("in each direction",),
+    "a lot of": ("lots of", "loads of"),
+    "a lot": ("often", "loads"),
+    "helped a bit": ("did some good", "helped somewhat"),
+    "works nights": ("does night shifts", "is on nights"),
+    "home alone": ("by myself at home", "on my own"),
+    "next month": ("in a few weeks", "the month after this"),
+    "adopted": ("took in", "rescued"),
+    "shelter": ("rescue centre", "pound"),
+    "waiting list": ("waitlist", "queue"),
+    "counselling": ("therapy",),
+    "older brothers": ("big brothers",),
+    "younger sister": ("little sister",),
+    "talked to": ("spoke to", "had a chat with"),
+    "usually": ("normally", "often"),
+    "supposed to": ("meant to", "planning to"),
+    "go camping": ("camp out", "go on a camping trip"),
+    "twice a day": ("two times a day", "morning and evening"),
+    "take the dog out": ("walk the dog", "take the dog for a walk"),
+    "used to live": ("once lived", "lived"),
+    "before moving here": ("before I moved here", "before the move"),
+    "sending me to": ("making me go to", "flying me to"),
+    "conference": ("work event", "convention"),
+    "cooking videos": ("recipe videos", "food clips"),
+    "kids": ("children", "little ones"),
+    "staying with us": ("stopping with us", "at our place"),
+    "for the week": ("this week", "for seven days"),
+    "on sertraline": ("on an SSRI", "taking sertraline"),
+    "gp": ("doctor", "family doctor"),
+}
+
+_STOP_WORDS = frozenset(
+    """a about after all also am an and any are as at be been being but by can can't could did
+    didn't do does doesn't don't for from had has have haven't he he's her hers herself him
+    himself his how i i'd i'm i've if in is isn't it it's its just me mine my myself no not of
+    on or our out she she's so some than that that's the their theirs them themselves then
+    there there's these they they're they've this those to too up us very was we were what
+    when where which who why will with would you your""".split()
+)
+_FILLERS = (  # (pattern, replacement) for words an annotator's paraphrase leaves out
+    (r"^(?:honestly|actually|so),? ", ""),
+    (r"(?<![\w'])(?:just|really|honestly|actually|literally|lately|anymore|pretty) ", ""),
+    (r"(?<!right) (?:lately|anymore|at all|now)(?=[.,!?]|$)", ""),
+    (r"(?<!not )(?<![\w'])even (?!then)", ""),
+    (r"(?<=\w) so (?=\w+(?:[.,!?]|$))", " "),
+    (r", like ", ", "),
+)
+_ADVERBS = frozenset(
+    """just really still always barely never also finally actually even once rarely often
+    sometimes usually constantly hardly scarcely nearly truly ever""".split()
+)
+_MODALS = frozenset(
+    "can can't cannot could couldn't would wouldn't will won't should might must".split()
+)
+_IRREGULAR = {  # base -> (third person singular, past)
+    "am": ("is", "was"),
+    "are": ("is", "were"),
+    "be": ("is", "was"),
+    "have": ("has", "had"),
+    "do": ("does", "did"),
+    "don't": ("doesn't", "didn't"),
+    "haven't": ("hasn't", "hadn't"),
+    "go": ("goes", "went"),
+    "feel": ("feels", "felt"),
+    "keep": ("keeps", "kept"),
+    "eat": ("eats", "ate"),
+    "sleep": ("sleeps", "slept"),
+    "wake": ("wakes", "woke"),
+    "get": ("gets", "got"),
+    "think": ("thinks", "thought"),
+    "sit": ("sits", "sat"),
+    "lose": ("loses", "lost"),
+    "spend": ("spends", "spent"),
+    "take": ("takes", "took"),
+    "read": ("reads", "read"),
+    "forget": ("forgets", "forgot"),
+    "make": ("makes", "made"),
+    "know": ("knows", "knew"),
+    "leave": ("leaves", "left"),
+    "run": ("runs", "ran"),
+    "come": ("comes", "came"),
+    "give": ("gives", "gave"),
+    "say": ("says", "said"),
+    "tell": ("tells", "told"),
+    "see": ("sees", "saw"),
+    "bring": ("brings", "brought"),
+    "lie": ("lies", "lay"),
+    "wring": ("wrings", "wrung"),
+    "stand": ("stands", "stood"),
+    "stop": ("stops", "stopped"),
+    "skip": ("skips", "skipped"),
+    "sob": ("sobs", "sobbed"),
+    "quit": ("quits", "quit"),
+    "put": ("puts", "put"),
+    "drop": ("drops", "dropped"),
+    "fall": ("falls", "fell"),
+    "freeze": ("freezes", "froze"),
+    "find": ("finds", "found"),
+    "begin": ("begins", "began"),
+    "break": ("breaks", "broke"),
+    "fight": ("fights", "fought"),
+    "shed": ("sheds", "shed"),
+    "hit": ("hits", "hit"),
+    "weep": ("weeps", "wept"),
+}
+_REGULAR_VERBS = frozenset(  # for "and <verb>" and present forms away from a subject
+    """start lift appeal notice ask hope ruin clear taste work help look seem want need last
+    stay call try cry love hate enjoy pace stare wish talk move walk snack binge fidget tap
+    wander crawl drift doze toss turn loathe despise blame replay picture imagine bawl twist
+    knot gaze haul fiddle squirm plod nibble graze gorge devour trust miss fancy""".split()
+)
+_VERBS = frozenset(_IRREGULAR) - {"am", "are", "be"} | _REGULAR_VERBS
+_PAST_FORMS = frozenset(past for _, past in _IRREGULAR.values()) | frozenset(
+    "was were used wrote grew drove dealt redid".split()
+)
+_TENSE_WORDS = {  # present -> past, wherever they stand
+    "am": "was",
+    "is": "was",
+    "are": "were",
+    "has": "had",
+    "can": "could",
+    "can't": "couldn't",
+    "cannot": "could not",
+    "will": "would",
+    "won't": "wouldn't",
+    "don't": "didn't",
+    "doesn't": "didn't",
+    "isn't": "wasn't",
+    "aren't": "weren't",
+    "haven't": "hadn't",
+    "hasn't": "hadn't",
+    "i'm": "I was",
+    "i've": "I had",
+    "it's": "it was",
+    "there's": "there was",
+    "that's": "that was",
+    "he's": "he was",
+    "we're": "we were",
+    "they're": "they were",
+    "you're": "you were",
+    "now": "then",
+    "these days": "back then",
+    "today": "that day",
+    "tonight": "that night",
+    "this week": "that week",
+    "this month": "that month",
+    "this morning": "that morning",
+}
+_PERSONS = {  # subject -> (object, possessive, reflexive, "I'm", "I've", plural verbs)
+    "she": ("her", "her", "herself", "she's", "she's", False),
+    "he": ("him", "his", "himself", "he's", "he's", False),
+    "they": ("them", "their", "themselves", "they're", "they've", True),
+}
+_SUBJECT_STARTS = frozenset(
+    "i i'm i've i'd my it it's there's nothing everyone we they he she food people".split()
+)
+_CONNECTORS = (", ", " and ", " because ", " but ")
+_PHRASE_STARTS = frozenset(  # words that open a phrase that can move to the front
+    "for since every until after before almost without most all".split()
+)
+_CLAUSE_WORDS = frozenset("i i'm i've like that when because and but".split())
+_PRONOUN_ENDS = frozenset("here there it me them him her this that".split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case alphabetic words minus a small stop-word list (for the overlap statistic)."""
+    words = re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower())
+    return {word for word in words if word not in _STOP_WORDS}
+
+
+def content_overlap(annotation: str, sentence: str) -> float:
+    """The fraction of the annotation's content words that occur in its true sentence."""
+    words = content_words(annotation)
+    return len(words & content_words(sentence)) / len(words) if words else 0.0
+
+
+def _proper_words() -> frozenset[str]:
+    """Words the templates capitalise mid-sentence (names, places): never lower-cased."""
+    found = {v for values in _SLOTS.values() for value in values for v in value.split()}
+    blocks = [*_EVIDENCE.values(), *_LOOKALIKE.values(), _FILLER, _HAPPENED]
+    found |= {w for block in blocks for line in _lines(block) for w in line.split()[1:]}
+    return frozenset(w.strip('.,!?:"') for w in found if w[:1].isupper())
+
+
+_PROPER = _proper_words()
+
+
+def _lower_first(text: str) -> str:
+    first = text.split(" ", 1)[0].strip(".,!?:")
+    if first == "I" or first.startswith("I'") or first in _PROPER or first[1:2].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _capitalize(text: str) -> str:
+    """Upper-case the first letter of each sentence."""
+    return re.sub(r"(^|[.!?] )([a-z])", lambda m: m[1] + m[2].upper(), text)
+
+
+def _matched_case(replacement: str, original: str) -> str:
+    """The replacement capitalised like the original ("Sad" -> "Down"; not after "GP")."""
+    capitalised = original[:1].isupper() and not original[1:2].isupper()
+    return replacement[:1].upper() + replacement[1:] if capitalised else replacement
+
+
+def _clean(sentence: str) -> str:
+    """The sentence as an annotator types it: straight quotes, no emoji, one final stop."""
+    text = sentence.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
+    text = text.rstrip(" " + "".join(_EMOJI))
+    return _capitalize(re.sub(r"\.\.\.$", ".", text))
+
+
+def _split_end(text: str) -> tuple[str, str]:
+    """(body, final punctuation); a closing quote stays with the body: 'says "it will pass"'."""
+    body, end, quote = re.fullmatch(r'(.*?)([.!?]*)("?)', text).groups()
+    return body + quote, end or "."
+
+
+def _merge(rng: random.Random, first: str, second: str) -> str:
+    """Two sentences joined into one, as a paraphrase that merges them does."""
+    body, _ = _split_end(first)
+    return body + rng.choice((" and ", ", and ", "; ", " - ")) + _lower_first(second)
+
+
+def _clause_split(rng: random.Random, body: str) -> tuple[str, str, str] | None:
+    """A random (left, connector, right) split with at least two words on each side."""
+    cuts = [
+        (body[: m.start()], connector, body[m.end() :])
+        for connector in _CONNECTORS
+        for m in re.finditer(re.escape(connector), body)
+    ]
+    cuts = [c for c in cuts if len(c[0].split()) >= 2 and len(c[2].split()) >= 2]
+    return rng.choice(cuts) if cuts else None
+
+
+def _starts_clause(text: str) -> bool:
+    return text.split(" ", 1)[0].lower() in _SUBJECT_STARTS
+
+
+def _front_phrase(rng: random.Random, body: str) -> str | None:
+    """A closing phrase moved to the front: 'At least once a day, I cry in the bathroom'."""
+    words = body.split(" ")
+    starts = [
+        i
+        for i in range(3, len(words) - 1)
+        if words[i].lower() in _PHRASE_STARTS
+        and len(words) - i <= 6
+        and not _PRONOUN_ENDS & {w.lower() for w in words[i:]}  # "... asking for here"
+        and words[i - 1].lower() not in _ADVERBS | _PHRASE_STARTS  # "... almost every day"
+        and not _CLAUSE_WORDS & {w.lower() for w in words[i + 1 :]}
+        and not any("," in w for w in words[i - 1 :])
+    ]
+    if not starts:
+        return None
+    i = rng.choice(starts)
+    return f"{' '.join(words[i:])}, {_lower_first(' '.join(words[:i]))}"
+
+
+def _restructure(rng: random.Random, text: str) -> tuple[str, str | None]:
+    """Reorder clauses or phrases, keep one clause only, or split the sentence in two:
+    (text, op or None)."""
+    body, end = _split_end(text)
+    fronted = _front_phrase(rng, body)
+    cut = _clause_split(rng, body)
+    if fronted and (cut is None or rng.random() < 0.5):
+        return f"{_capitalize(fronted)}{end}", "reorder"
+    if cut is None:
+        return text, None
+    left, connector, right = cut
+    kind = rng.choice(("reorder", "keep_clause", "split"))
+    if connector == " because ":
+        if kind == "reorder":
+            return f"Because {_lower_first(right)}, {_lower_first(left)}{end}", kind
+    elif not _starts_clause(right):  # "... and pace the hallway": no clause of its own
+        kind = "keep_clause"
+    if kind == "reorder":
+        glue = ", but " if connector == " but " else connector
+        return f"{right}{glue}{_lower_first(left)}{end}", kind
+    if kind == "split":
+        lead = "But " if connector == " but " else ""
+        return f"{left}. {lead}{right}{end}", kind
+    whole = len(body.split())
+    keep = [left, right] if _starts_clause(right) else [left]
+    keep = [part for part in keep if len(part.split()) >= max(3, whole / 2)]
+    return (f"{rng.choice(keep)}{end}", kind) if keep else (text, None)
+
+
+def _drop_fillers(text: str) -> str:
+    for pattern, replacement in _FILLERS:
+        text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
+    return text
+
+
+_SYNONYM_PATTERN = re.compile(
+    r"(?<![\w'])("
+    + "|".join(re.escape(k) for k in sorted(_SYNONYMS, key=len, reverse=True))
+    + r")(?![\w'])",
+    re.IGNORECASE,
+)
+
+
+def _substitute(rng: random.Random, text: str, rate: float) -> str:
+    """Replace each known word or phrase by a synonym with probability `rate`."""
+
+    def swap(match: re.Match) -> str:
+        if rng.random() >= rate:
+            return match[0]
+        return _matched_case(rng.choice(_SYNONYMS[match[0].lower()]), match[0])
+
+    return _SYNONYM_PATTERN.sub(swap, text)
+
+
+def _conjugate(verb: str, tense: int) -> str:
+    """A base verb in the third person singular (tense 3) or the past (tense 0)."""
+    lower = verb.lower()
+    if lower in _IRREGULAR:
+        return _IRREGULAR[lower][0 if tense == 3 else 1]
+    past = lower in _PAST_FORMS or (lower.endswith("ed") and not lower.endswith("eed"))  # "need"
+    if past or lower in _MODALS or lower.endswith("'t"):
+        return verb
+    if tense == 3:
+        if lower.endswith(("s", "sh", "ch", "x", "o")):
+            return verb + "es"
+        return verb[:-1] + "ies" if re.search(r"[^aeiou]y$", lower) else verb + "s"
+    if lower.endswith("e"):
+        return verb + "d"
+    return verb[:-1] + "ied" if re.search(r"[^aeiou]y$", lower) else verb + "ed"
+
+
+_SUBJECT_VERB = r"(?<![\w'])({subjects})((?: (?:{adverbs}))*) ([a-z']+)"
+
+
+def _change_verbs(text: str, subjects: str, change) -> str:
+    """Apply `change(verb)` to each verb after one of `subjects` (adverbs in between skipped)
+    and to a known verb after "and" ("I wake up at 4 and lie there")."""
+    adverbs = "|".join(sorted(_ADVERBS))
+    pattern = _SUBJECT_VERB.format(subjects=subjects, adverbs=adverbs)
+    text = re.sub(pattern, lambda m: f"{m[1]}{m[2]} {change(m[3])}", text)
+    pattern = _SUBJECT_VERB.format(subjects="and", adverbs=adverbs)
+    return re.sub(
+        pattern, lambda m: f"{m[1]}{m[2]} {change(m[3]) if m[3] in _VERBS else m[3]}", text
+    )
+
+
+_PRESENT_TO_PAST = {_conjugate(verb, 3): _conjugate(verb, 0) for verb in _VERBS} | _TENSE_WORDS
+_PRESENT_PATTERN = re.compile(
+    r"(?<![\w'])("
+    + "|".join(sorted(map(re.escape, _PRESENT_TO_PAST), key=len, reverse=True))
+    + r")(?![\w'])",
+    re.IGNORECASE,
+)
+
+
+def _to_past(text: str) -> str:
+    """Present to past tense: 'I feel' -> 'I felt', "I'm" -> 'I was', "can't" -> "couldn't"."""
+    text = re.sub(r"(?<![\w'])(I|it|she|he)'(?:ve|s) been", r"\1 had been", text)
+    text = _change_verbs(text, "I|we|they|you", lambda verb: _conjugate(verb, 0))
+    return _PRESENT_PATTERN.sub(lambda m: _matched_case(_PRESENT_TO_PAST[m[0].lower()], m[0]), text)
+
+
+def _to_third_person(text: str, subject: str, past: bool) -> str:
+    """First to third person: 'I feel' -> 'she feels', 'my' -> 'her', "I'm" -> "she's".
+    Verbs agree unless the text is already in the past tense ("I quit" -> "she quit")."""
+    obj, possessive, reflexive, am, have, plural = _PERSONS[subject]
+    text = re.sub(r"(?<![\w'])I'm(?![\w'])", am, text)
+    text = re.sub(r"(?<![\w'])I've(?![\w'])", have, text)
+    text = re.sub(r"(?<![\w'])I'(d|ll)(?![\w'])", rf"{subject}'\1", text)
+    if plural:
+        text = re.sub(r"(?<![\w'])I am(?![\w'])", "I are", text)
+        text = re.sub(r"(?<![\w'])I was(?![\w'])", "I were", text)
+    elif not past:
+        text = _change_verbs(text, "I", lambda verb: _conjugate(verb, 3))
+    text = re.sub(r"(?<![\w'])I(?![\w'])", subject, text)
+    for first, third in (("myself", reflexive), ("my", possessive), ("me", obj)):
+        pattern = rf"(?<![\w']){first}(?![\w'])"
+        text = re.sub(pattern, lambda m, t=third: _matched_case(t, m[0]), text, flags=re.I)
+    return text
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r" ([,.;!?])", r"\1", text)
+    text = re.sub(r",(?=[,.;!?])", "", text)
+    return _capitalize(text.lstrip(",; "))
+
+
+def _length_ok(text: str, sentence: str) -> bool:
+    return 0.5 <= len(text.split()) / len(sentence.split()) <= 1.6
+
+
+def _reword(rng: random.Random, source: str) -> str | None:
+    """The sentence with every phrase the synonym table knows replaced and its fillers dropped,
+    when that leaves no content word shared with it: the same meaning in other words."""
+    text = _substitute(rng, _drop_fillers(source), 1.0)
+    return text if not content_words(text) & content_words(source) else None
+
+
+def _rewrite(
+    rng: random.Random, parts: list[str], symptom: str, status: int
+) -> tuple[str, list[str]]:
+    """One random combination of paraphrase operations on one sentence or a pair to merge:
+    (text, the operations that changed it)."""
+    ops: list[str] = []
+
+    def step(op: str, changed: str) -> str:
+        if changed != text:
+            ops.append(op)
+        return changed
+
+    text = " ".join(parts)
+    rate = _OP_RATES
+    reworded = rng.random() < rate["reword"] and _reword(rng, text)
+    if reworded:
+        text = step("reword", reworded)
+    else:
+        restructure = rng.random() < rate["restructure"]
+        if len(parts) == 2:  # a merged pair is reordered as a whole, never cut
+            text = _merge(rng, *(parts[::-1] if restructure else parts))
+            ops += ["reorder"] if restructure else []
+        elif restructure:
+            restructured, op = _restructure(rng, text)
+            text = step(op, restructured) if op else text
+        if rng.random() < rate["fillers"]:
+            text = step("fillers", _drop_fillers(text))
+        if rng.random() < rate["synonyms"]:
+            text = step("synonyms", _substitute(rng, text, rng.uniform(0.3, 1.0)))
+    if rng.random() < rate["tense"]:
+        text = step("tense", _to_past(text))
+    if rng.random() < rate["person"]:
+        subject = rng.choice(sorted(_PERSONS))
+        text = step("person", _to_third_person(text, subject, past="tense" in ops))
+    return _tidy(text), ops
+
+
+def _paraphrase(
+    rng: random.Random, post: DemoPost, k: int, symptom: str, status: int
+) -> tuple[str, int, list[str]]:
+    """An annotation rewritten from sentence k (and k+1 when merged): (text, n_sentences, ops).
+
+    Each row draws a target similarity to its true text (difflib ratio, spread over
+    _RATIO_BAND around _RATIO_MODE) and keeps, of _CHOICES random combinations of operations,
+    the one nearest that target.
+    """
+    sentences = [post.text[start:end] for start, end in post.spans]
+    merged = k + 1 < len(sentences) and rng.random() < _MERGE_RATE
+    n = 1 + merged
+    true_text = post.text[post.spans[k][0] : post.spans[k + n - 1][1]]
+    parts = [_clean(sentence) for sentence in sentences[k : k + n]]
+    low, high = _RATIO_BAND
+    target = rng.triangular(low, high, _RATIO_MODE)
+    scored: list[tuple[float, str, list[str]]] = []
+    for _ in range(_MAX_TRIES):
+        text, ops = _rewrite(rng, parts, symptom, status)
+        if not _length_ok(text, true_text) or text.lower() == true_text.lower():
+            continue
+        ratio = _close(text, true_text)
+        outside = not low <= ratio < high  # in the band beats any distance to the target
+        scored.append((outside + abs(ratio - target), text, ["merge", *ops] if merged else ops))
+        if len(scored) == _CHOICES:
+            break
+    if not scored:
+        raise RuntimeError(f"no paraphrase found for {post.post_id}_{k}")
+    _, text, ops = min(scored)
+    return text, n, ops
+
+
+def _noisy_index(rng: random.Random, k: int, n: int) -> int:
+    """The sentence index a paraphrased release would show: mostly k, sometimes 1 or 3-8 off."""
+    kind = rng.choices(list(_HINT_WEIGHTS), weights=list(_HINT_WEIGHTS.values()))[0]
+    if kind == "exact" or n == 1:
+        return k
+    if kind == "near":
+        return rng.choice([i for i in (k - 1, k + 1) if 0 <= i < n])
+    distance = rng.randint(3, 8)
+    options = [i for i in (k - distance, k + distance) if 0 <= i < n]
+    if not options:  # a short post: anything 3 or more away, else the farthest sentence
+        options = [i for i in range(n) if abs(i - k) >= 3] or [0 if k > (n - 1) / 2 else n - 1]
+    return rng.choice(options)
+
+
+def generate_paraphrased_corpus(n_posts: int = 600, seed: int = 0) -> tuple[str, str, str]:
+    """(posts_csv, annotations_csv, truth_csv): the demo with paraphrased annotations.
+
+    posts.csv and the rows' post_id, DSM5_symptom, status and explanation are the demo's;
+    sentence_text is rewritten from the true sentence and sentence_id is noised. truth.csv gives,
+    per annotation row (its 1-based spreadsheet row), the true sentence index, how many
+    sentences the annotation covers, their character span in the post and the operations used.
+    """
+    rng = random.Random(f"paraphrase:{seed}")  # the demo's own rng is left untouched
+    posts = demo_posts(n_posts, seed)
+    annotations, truth = [], []
+    for post in posts:
+        for sentence_id, _, symptom, status, why in post.rows:
+            k = int(sentence_id.rsplit("_", 1)[1])
+            text, n, ops = _paraphrase(rng, post, k, symptom, status)
+            shown = f"{post.post_id}_{_noisy_index(rng, k, len(post.spans))}"
+            annotations.append([post.post_id, shown, text, symptom, status, why])
+            start, end = post.spans[k][0], post.spans[k + n - 1][1]
+            truth.append([len(truth) + 2, post.post_id, shown, k, n, start, end, "+".join(ops)])
+    return (
+        _csv_text(_POSTS_HEADER, [[post.post_id, post.text] for post in posts]),
+        _csv_text(_ANNOTATIONS_HEADER, annotations),
+        _csv_text(_TRUTH_HEADER, truth),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python data/demo/generate.py", description=__doc__)
-    parser.add_argument("out_dir", help="folder for posts.csv and annotations.csv")
+    parser.add_argument("out_dir", help="folder for posts.csv and annotations.csv (and truth.csv)")
     parser.add_argument("--posts", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variant",
+        choices=("verbatim", "paraphrased"),
+        default="verbatim",
+        help="paraphrased: annotations rewritten as in the public ReDSM5 release, plus truth.csv",
+    )
     args = parser.parse_args(argv)
     if args.posts < 1:
         raise UserError(f"--posts must be >= 1, got {args.posts}")
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    posts_csv, annotations_csv = generate_demo_corpus(args.posts, args.seed)
+    if args.variant == "paraphrased":
+        names = ("posts.csv", "annotations.csv", "truth.csv")
+        texts = generate_paraphrased_corpus(args.posts, args.seed)
+    else:
+        names, texts = ("posts.csv", "annotations.csv"), generate_demo_corpus(args.posts, args.seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "posts.csv").write_text(posts_csv, encoding="utf-8", newline="")
-    (out / "annotations.csv").write_text(annotations_csv, encoding="utf-8", newline="")
-    print(f"wrote {out / 'posts.csv'} and {out / 'annotations.csv'}")
+    for name, text in zip(names, texts):
+        (out / name).write_text(text, encoding="utf-8", newline="")
+    paths = [str(out / name) for name in names]
+    print(f"wrote {', '.join(paths[:-1])} and {paths[-1]}")
     return 0
 
 

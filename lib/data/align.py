@@ -12,7 +12,15 @@ DESIGN §3. The rules are tried in order and the first that fires is recorded:
                          SequenceMatcher ratio on normalised text; the best one wins if its ratio
                          reaches `fuzzy_threshold`. Only if none does, the best-matching stretch
                          inside each sentence is scored the same way (for annotations cut from a
-                         sentence our splitter keeps whole).
+                         sentence our splitter keeps whole);
+5. `semantic`         -- for paraphrase: sentences and runs of 2-3 are scored by sentence-embedding
+                         similarity and shared content words, with the `sentence_id` index as a
+                         weak prior; the best is bound only when it reaches `semantic_threshold`
+                         and beats the runner-up by `semantic_margin` (`lib.data.semantic`, which
+                         states the formula). Otherwise the row is reported ambiguous (with its
+                         top two candidates) or failed -- never bound.
+
+`rules` (the config's `data.align_rules`) chooses which of them run; they run in this order.
 
 When a rule finds several places, the one nearest the sentence index taken from the
 `sentence_id` (`<post_id>_<k>`) wins; in the fuzzy rule that index is a small additive prior, so it
@@ -26,7 +34,8 @@ limit of any character ratio: a short sentence with one *key* word changed ("no 
 appetite") looks like a light edit; the report lists every fuzzy row with its score for review.
 
 Guarantee: 0 <= start <= end <= len(post_text), and post_text[start:end] equals the annotation
-under the rule's normalisation (`rule_key`); for `fuzzy`, similarity(...) >= fuzzy_threshold.
+under the rule's normalisation (`rule_key`); for `fuzzy`, similarity(...) >= fuzzy_threshold; for
+`semantic`, [start, end) is exactly a run of whole sentences of `lib.data.sentences`.
 """
 
 from __future__ import annotations
@@ -38,9 +47,12 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 
+from lib.data.semantic import Outcome, Request, SemanticMatcher
 from lib.data.sentences import sentence_index_at, split_sentences
+from lib.symptoms import ALIGN_RULES
 
-RULES = ("exact", "case_insensitive", "normalized", "fuzzy")
+RULES = ALIGN_RULES
+TEXT_RULES = RULES[:4]  # the rules that need nothing but the two texts
 
 # Typographic characters that people and annotation tools swap for their ASCII forms.
 _FOLD = str.maketrans(
@@ -60,12 +72,15 @@ class Alignment:
     rule: str  # one of RULES
     start: int
     end: int
-    score: float = 1.0  # the fuzzy similarity; 1.0 for the other rules
+    score: float = 1.0  # the fuzzy similarity or semantic score; 1.0 for the other rules
+    margin: float | None = None  # semantic: how far the binding's rank beat the runner-up's
+    runner_up: str | None = None  # semantic: the runner-up, e.g. "sentence 4 (0.41)"
 
 
 @dataclass(frozen=True)
 class Failure:
     reason: str
+    ambiguous: bool = False  # the semantic rule found candidates, but none clearly best
 
 
 # ---------------------------------------------------------------- the normalisations
@@ -249,14 +264,16 @@ def _fuzzy(
 # ---------------------------------------------------------------- the entry point
 
 
-def align_evidence(
+def align_text(
     post_text: str,
     sentence_text: str,
     sentence_index_hint: int | None,
     *,
     fuzzy_threshold: float,
+    rules: tuple[str, ...] = TEXT_RULES,
 ) -> Alignment | Failure:
-    """Locate `sentence_text` in `post_text` by the first rule of RULES that fires."""
+    """Locate `sentence_text` in `post_text` by the first of the text rules (1-4) in `rules`
+    that fires."""
     needle = sentence_text.strip()
     if not needle:
         return Failure("empty sentence_text")
@@ -264,6 +281,8 @@ def align_evidence(
         key = rule_key(rule, needle)
         if not key:
             break
+        if rule not in rules:
+            continue
         span = _nearest_to_hint(
             post_text, _substring_spans(post_text, needle, rule), sentence_index_hint
         )
@@ -272,4 +291,40 @@ def align_evidence(
     key = normalize_text(needle)
     if not key:
         return Failure("sentence_text has no characters left after normalisation")
+    if "fuzzy" not in rules:
+        return Failure(f"no rule of {', '.join(r for r in rules if r in TEXT_RULES)} fired")
     return _fuzzy(post_text, key, sentence_index_hint, fuzzy_threshold)
+
+
+def semantic_result(outcome: Outcome) -> Alignment | Failure:
+    """A semantic outcome as an Alignment (bound) or a Failure (ambiguous or below the floor)."""
+    decision = outcome.decision
+    runner_up = decision.runner_up.describe() if decision.runner_up else None
+    margin = None if decision.margin is None else math.floor(decision.margin * 1e4) / 1e4
+    if decision.bound:
+        assert decision.best is not None and outcome.start is not None and outcome.end is not None
+        score = math.floor(decision.best.score * 1e4) / 1e4
+        return Alignment("semantic", outcome.start, outcome.end, score, margin, runner_up)
+    return Failure(str(decision.reason), decision.ambiguous)
+
+
+def align_evidence(
+    post_text: str,
+    sentence_text: str,
+    sentence_index_hint: int | None,
+    *,
+    fuzzy_threshold: float,
+    rules: tuple[str, ...] = RULES,
+    semantic: SemanticMatcher | None = None,
+) -> Alignment | Failure:
+    """Locate `sentence_text` in `post_text` by the first rule of `rules` that fires; the
+    semantic rule runs when it is in `rules` and a matcher is given."""
+    found = align_text(
+        post_text, sentence_text, sentence_index_hint, fuzzy_threshold=fuzzy_threshold, rules=rules
+    )
+    if isinstance(found, Alignment) or "semantic" not in rules or semantic is None:
+        return found
+    if not sentence_text.strip():
+        return found
+    [outcome] = semantic.align_many([Request(post_text, sentence_text, sentence_index_hint)])
+    return semantic_result(outcome)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.data.corpus import Annotation, Example, Post, load_annotations, load_posts
-from lib.data.examples import AlignmentReport, build_examples
+from lib.data.examples import AlignmentReport, AlignSettings, build_examples
+from lib.data.semantic import SemanticMatcher
 from lib.data.split import SPLITS, split_examples
 from lib.errors import ArgumentParser
 
@@ -34,9 +35,39 @@ class Dataset:
     report: AlignmentReport
 
 
+def align_settings(data_cfg: Any) -> AlignSettings:
+    return AlignSettings(
+        fuzzy_threshold=float(data_cfg.fuzzy_threshold),
+        rules=tuple(data_cfg.align_rules),
+        semantic_threshold=float(data_cfg.semantic_threshold),
+        semantic_margin=float(data_cfg.semantic_margin),
+    )
+
+
+@dataclass(frozen=True)
+class SemanticFactory:
+    """Makes the corpus's semantic matcher, only when a row needs the semantic rule (a verbatim
+    corpus never loads the encoder)."""
+
+    posts: dict[str, Post]
+    settings: AlignSettings
+    model: str  # data.semantic_model
+
+    def __call__(self) -> SemanticMatcher:
+        from lib.model.sentence_embedder import load_sentence_embedder  # loads torch models
+
+        return SemanticMatcher(
+            (post.text for post in self.posts.values()),
+            threshold=self.settings.semantic_threshold,
+            margin=self.settings.semantic_margin,
+            load_encoder=lambda: load_sentence_embedder(self.model),
+        )
+
+
 def build_dataset(data_cfg: Any) -> Dataset:
     """Load, validate, align, build and split per a `[data]` config (duck-typed: needs posts,
-    annotations, symptoms, question, negatives, split, seed, fuzzy_threshold, limit, criteria)."""
+    annotations, symptoms, question, negatives, split, seed, limit, criteria and the alignment
+    keys fuzzy_threshold, align_rules, semantic_threshold, semantic_margin, semantic_model)."""
     limit = int(data_cfg.limit)  # >= 0, checked at config load
     all_posts = load_posts(data_cfg.posts)
     # Validate against every post, so a row for a post beyond the limit is not "unknown".
@@ -51,7 +82,8 @@ def build_dataset(data_cfg: Any) -> Dataset:
         question_mode=data_cfg.question,
         criteria=dict(getattr(data_cfg, "criteria", {}) or {}),
         negatives=data_cfg.negatives,
-        fuzzy_threshold=float(data_cfg.fuzzy_threshold),
+        settings=(settings := align_settings(data_cfg)),
+        semantic=SemanticFactory(posts, settings, str(data_cfg.semantic_model)),
     )
     splits = split_examples(examples, seed=int(data_cfg.seed), ratios=list(data_cfg.split))
     return Dataset(posts, annotations, examples, splits, report)

@@ -18,11 +18,15 @@ Examples come in post file order, then configured symptom order: deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lib.data.align import RULES, Alignment, align_evidence
+from tqdm.auto import tqdm
+
+from lib.data.align import RULES, Alignment, Failure, align_text, normalize_text, semantic_result
 from lib.data.corpus import Annotation, Example, Post, Span, sentence_index
+from lib.data.semantic import Request, SemanticMatcher
 from lib.symptoms import NEGATIVE_MODES, QUESTION_MODES
 
 SYMPTOM_NAMES = {
@@ -67,12 +71,34 @@ class AlignedRow:
     end: int | None
     score: float | None
     reason: str | None  # why it failed
+    margin: float | None = None  # semantic: the binding's lead over the runner-up
+    runner_up: str | None = None  # semantic: the runner-up (bound) or second candidate (ambiguous)
+    ambiguous: bool = False  # not bound: the semantic rule found no clearly best candidate
+
+    @property
+    def outcome(self) -> str:
+        """The rule that bound it, "ambiguous" or "failed"."""
+        return self.rule or ("ambiguous" if self.ambiguous else "failed")
+
+
+OUTCOMES = (*RULES, "ambiguous", "failed")
+
+
+@dataclass(frozen=True)
+class AlignSettings:
+    """How annotation rows are aligned: the config's data.align_rules and thresholds."""
+
+    fuzzy_threshold: float = 0.8
+    rules: tuple[str, ...] = RULES
+    semantic_threshold: float = 0.2
+    semantic_margin: float = 0.03
 
 
 @dataclass
 class AlignmentReport:
-    fuzzy_threshold: float
+    settings: AlignSettings
     rows: list[AlignedRow] = field(default_factory=list)
+    semantic_evidence: str | None = None  # what the semantic rule ran on; None: it never ran
     unconfigured_rows: int = 0  # rows of symptoms not in data.symptoms: aligned, not used
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (post_id, symptom) left out
 
@@ -81,17 +107,21 @@ class AlignmentReport:
         return [r for r in self.rows if r.rule is None]
 
     def counts(self, status: int | None = None) -> dict[str, int]:
-        """Rows per rule (and "failed"), optionally of one status only."""
-        counts = dict.fromkeys((*RULES, "failed"), 0)
+        """Rows per rule, "ambiguous" and "failed", optionally of one status only."""
+        counts = dict.fromkeys(OUTCOMES, 0)
         for r in self.rows:
             if status is None or r.status == status:
-                counts[r.rule or "failed"] += 1
+                counts[r.outcome] += 1
         return counts
 
     def to_json(self) -> dict:
         """A JSON-ready dict: counts, dropped pairs, failures and every row."""
         return {
-            "fuzzy_threshold": self.fuzzy_threshold,
+            "rules": list(self.settings.rules),
+            "fuzzy_threshold": self.settings.fuzzy_threshold,
+            "semantic_threshold": self.settings.semantic_threshold,
+            "semantic_margin": self.settings.semantic_margin,
+            "semantic_evidence": self.semantic_evidence,
             "counts": self.counts(),
             "counts_evidence": self.counts(1),
             "counts_not_evidence": self.counts(0),
@@ -99,6 +129,7 @@ class AlignmentReport:
             "dropped": [{"post_id": p, "symptom": s} for p, s in self.dropped],
             "failures": [
                 {k: getattr(r, k) for k in ("row", "post_id", "sentence_id", "symptom", "reason")}
+                | {"outcome": r.outcome}
                 for r in self.failures
             ],
             "annotations": [
@@ -106,21 +137,32 @@ class AlignmentReport:
                     k: getattr(r, k)
                     for k in ("post_id", "sentence_id", "symptom", "status", "rule", "start", "end")
                 }
-                | {"score": r.score, "row": r.row}
+                | {"score": r.score, "margin": r.margin, "runner_up": r.runner_up, "row": r.row}
                 for r in self.rows
             ],
         }
 
     def format(self) -> str:
-        """A human summary: a rule x status table, then every failure on its own line."""
+        """A human summary: the outcome x status table, every semantic binding with its score,
+        margin and runner-up, then every row not bound on its own line."""
         every, yes, no = self.counts(), self.counts(1), self.counts(0)
+        s = self.settings
         lines = [
-            f"alignment of {len(self.rows)} annotation rows (fuzzy_threshold "
-            f"{self.fuzzy_threshold:g}):",
+            f"alignment of {len(self.rows)} annotation rows (rules {', '.join(s.rules)}; "
+            f"fuzzy_threshold {s.fuzzy_threshold:g}"
+            + (
+                f", semantic_threshold {s.semantic_threshold:g}, semantic_margin "
+                f"{s.semantic_margin:g}"
+                if "semantic" in s.rules
+                else ""
+            )
+            + "):",
             f"  {'rule':<18}{'evidence':>10}{'not evidence':>14}{'total':>8}",
         ]
         for rule in every:
             lines.append(f"  {rule:<18}{yes[rule]:>10}{no[rule]:>14}{every[rule]:>8}")
+        if self.semantic_evidence:
+            lines.append(f"  the semantic rule used {self.semantic_evidence}")
         if self.unconfigured_rows:
             lines.append(
                 f"  {self.unconfigured_rows} rows are for symptoms not in data.symptoms "
@@ -131,6 +173,15 @@ class AlignmentReport:
                 f"  {len(self.dropped)} (post, symptom) pairs left out: none of their evidence "
                 "rows aligned"
             )
+        semantic = [r for r in self.rows if r.rule == "semantic"]
+        if semantic:
+            lines.append(f"semantic bindings ({len(semantic)}, review them):")
+            for r in semantic:
+                lines.append(
+                    f"  row {r.row}: {r.sentence_id} {r.symptom} -> [{r.start}, {r.end}) score "
+                    f"{r.score:.2f} margin {'-' if r.margin is None else f'{r.margin:.2f}'} runner-up "
+                    f"{r.runner_up or 'none'}"
+                )
         failures = self.failures
         if failures:
             lines.append(f"not aligned ({len(failures)}, skipped):")
@@ -141,26 +192,64 @@ class AlignmentReport:
         return "\n".join(lines)
 
 
+def _aligned_row(ann: Annotation, found: Alignment | Failure) -> AlignedRow:
+    common = (ann.row, ann.post_id, ann.sentence_id, ann.symptom, ann.status)
+    if isinstance(found, Alignment):
+        return AlignedRow(
+            *common, found.rule, found.start, found.end, found.score, None, found.margin,
+            found.runner_up,
+        )  # fmt: skip
+    return AlignedRow(*common, None, None, None, None, found.reason, ambiguous=found.ambiguous)
+
+
 def _align_rows(
-    posts: Mapping[str, Post], annotations: Sequence[Annotation], fuzzy_threshold: float
-) -> list[AlignedRow]:
-    results: dict[tuple[str, str, int | None], object] = {}  # one sentence, several symptoms
-    rows = []
+    posts: Mapping[str, Post],
+    annotations: Sequence[Annotation],
+    settings: AlignSettings,
+    semantic: Callable[[], SemanticMatcher] | None,
+) -> tuple[list[AlignedRow], str | None]:
+    """Every row through the text rules; the rows none of them bound then go through the
+    semantic rule together (one batch for the encoder). Returns the rows and what the semantic
+    rule ran on (None when it did not run)."""
+    Key = tuple[str, str, int | None]  # one sentence annotated for several symptoms: align once
+    results: dict[Key, Alignment | Failure] = {}
     for ann in annotations:
         assert ann.post_id in posts, f"annotation row {ann.row} for unknown post {ann.post_id}"
-        hint = sentence_index(ann.sentence_id, ann.post_id)
-        key = (ann.post_id, ann.sentence_text, hint)
+        key = (ann.post_id, ann.sentence_text, sentence_index(ann.sentence_id, ann.post_id))
         if key not in results:
-            results[key] = align_evidence(
-                posts[ann.post_id].text, ann.sentence_text, hint, fuzzy_threshold=fuzzy_threshold
-            )
-        found = results[key]
-        common = (ann.row, ann.post_id, ann.sentence_id, ann.symptom, ann.status)
-        if isinstance(found, Alignment):
-            rows.append(AlignedRow(*common, found.rule, found.start, found.end, found.score, None))
-        else:
-            rows.append(AlignedRow(*common, None, None, None, None, found.reason))
-    return rows
+            results[key] = align_text(
+                posts[key[0]].text, key[1], key[2],
+                fuzzy_threshold=settings.fuzzy_threshold, rules=settings.rules,
+            )  # fmt: skip
+    pending = [
+        key
+        for key, found in results.items()
+        if isinstance(found, Failure) and key[1].strip() and normalize_text(key[1])
+    ]
+    evidence = None
+    if pending and "semantic" in settings.rules and semantic is not None:
+        matcher = semantic()
+        requests = [Request(posts[p].text, text, hint) for p, text, hint in pending]
+        with tqdm(
+            total=len(requests),
+            desc="semantic alignment",
+            unit="row",
+            delay=2.0,  # only when it takes more than a moment
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # log files: a line per 30 s
+            dynamic_ncols=True,
+        ) as bar:
+            outcomes = matcher.align_many(requests, progress=bar.update)
+        for key, outcome in zip(pending, outcomes):
+            results[key] = semantic_result(outcome)
+        evidence = matcher.evidence()
+    rows = [
+        _aligned_row(
+            ann,
+            results[(ann.post_id, ann.sentence_text, sentence_index(ann.sentence_id, ann.post_id))],
+        )
+        for ann in annotations
+    ]
+    return rows, evidence
 
 
 def build_examples(
@@ -171,13 +260,16 @@ def build_examples(
     question_mode: str,
     criteria: Mapping[str, str],
     negatives: str,
-    fuzzy_threshold: float,
+    settings: AlignSettings = AlignSettings(),
+    semantic: Callable[[], SemanticMatcher] | None = None,
 ) -> tuple[list[Example], AlignmentReport]:
-    """Examples for every (post, configured symptom) per the module rules, and the report."""
+    """Examples for every (post, configured symptom) per the module rules, and the report.
+    `semantic` makes the corpus's semantic matcher; it is called only if a row needs it."""
     if negatives not in NEGATIVE_MODES:  # data.negatives is checked at config load
         raise ValueError(f"negatives must be one of {NEGATIVE_MODES}, got {negatives!r}")
     questions = {s: symptom_question(s, question_mode, criteria) for s in symptoms}
-    report = AlignmentReport(fuzzy_threshold, _align_rows(posts, annotations, fuzzy_threshold))
+    rows, evidence = _align_rows(posts, annotations, settings, semantic)
+    report = AlignmentReport(settings, rows, evidence)
     evidence: dict[tuple[str, str], set[tuple[int, int]]] = {}
     annotated: set[tuple[str, str]] = set()
     for r in report.rows:

@@ -107,7 +107,6 @@ def select_data(
             question_mode=d.question,
             criteria=d.criteria,
             negatives="all",
-            fuzzy_threshold=d.fuzzy_threshold,
         )
         return EvalData("predict", posts, examples, annotated=False)
     if data is not None:
