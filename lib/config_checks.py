@@ -97,6 +97,22 @@ def _require(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
+def _check_alignment(d) -> None:
+    """data.fuzzy_threshold, align_rules and the semantic rule's keys."""
+    _require(0.0 < d.fuzzy_threshold <= 1.0, "data.fuzzy_threshold must be in (0, 1]")
+    for rule in d.align_rules:
+        _require(
+            rule in ALIGN_RULES,
+            f"data.align_rules: unknown rule {rule!r}{did_you_mean(rule, list(ALIGN_RULES), '')}"
+            f" (the rules: {', '.join(ALIGN_RULES)})",
+        )
+    _require(bool(d.align_rules), "data.align_rules must name at least one rule")
+    _require(len(set(d.align_rules)) == len(d.align_rules), "data.align_rules has duplicates")
+    _require(0.0 < d.semantic_threshold <= 1.0, "data.semantic_threshold must be in (0, 1]")
+    _require(0.0 <= d.semantic_margin <= 1.0, "data.semantic_margin must be in [0, 1]")
+    _require(bool(d.semantic_model.strip()), 'data.semantic_model must name a model or be "none"')
+
+
 def validate(cfg: Config) -> None:
     """Cross-field and range checks, once, at load; each message names the keys and values."""
     d, f, t = cfg.data, cfg.features, cfg.train
@@ -123,18 +139,7 @@ def validate(cfg: Config) -> None:
         len(d.split) == 3 and all(r >= 0 for r in d.split) and math.isclose(sum(d.split), 1.0),
         f"data.split must be three non-negative ratios summing to 1, got {d.split}",
     )
-    _require(0.0 < d.fuzzy_threshold <= 1.0, "data.fuzzy_threshold must be in (0, 1]")
-    for rule in d.align_rules:
-        _require(
-            rule in ALIGN_RULES,
-            f"data.align_rules: unknown rule {rule!r}{did_you_mean(rule, list(ALIGN_RULES), '')}"
-            f" (the rules: {', '.join(ALIGN_RULES)})",
-        )
-    _require(bool(d.align_rules), "data.align_rules must name at least one rule")
-    _require(len(set(d.align_rules)) == len(d.align_rules), "data.align_rules has duplicates")
-    _require(0.0 < d.semantic_threshold <= 1.0, "data.semantic_threshold must be in (0, 1]")
-    _require(0.0 <= d.semantic_margin <= 1.0, "data.semantic_margin must be in [0, 1]")
-    _require(bool(d.semantic_model.strip()), 'data.semantic_model must name a model or be "none"')
+    _check_alignment(d)
     _require(d.limit >= 0, f"data.limit must be >= 0, got {d.limit}")
     for key in ("dropout", "attention_dropout"):
         value = getattr(cfg.model, key)
