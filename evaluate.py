@@ -5,6 +5,7 @@ python evaluate.py RUN_DIR --split val --html           # + report.html
 python evaluate.py RUN_DIR --data POSTS ANNOTATIONS     # other annotated files
 python evaluate.py RUN_DIR --predict POSTS [--symptoms FATIGUE,ANHEDONIA]
 python evaluate.py RUN_DIR decode.multi_span=true decode.snap_to_sentence=true
+python evaluate.py RUN_DIR/checkpoints/step-00000200    # a training checkpoint's weights
 """
 
 import json
@@ -14,7 +15,11 @@ from lib.errors import ArgumentParser, run_cli
 
 def main() -> int:
     parser = ArgumentParser(description="Evaluate a trained run directory.")
-    parser.add_argument("run_dir", help="a run directory written by train.py")
+    parser.add_argument(
+        "run_dir",
+        help="a run directory written by train.py, or one of its checkpoints "
+        "(RUN_DIR/checkpoints/step-N: its weights, the run's config and tokenizer)",
+    )
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     parser.add_argument(
         "--data",
@@ -42,7 +47,7 @@ def main() -> int:
 
     from accelerate import PartialState
 
-    from lib.evaluation.evaluate_run import evaluate_run, format_metrics
+    from lib.evaluation.evaluate_run import evaluate_run, format_metrics, resolve_target
 
     metrics, out = evaluate_run(
         args.run_dir,
@@ -56,6 +61,8 @@ def main() -> int:
         overrides=args.overrides,
     )
     if PartialState().is_main_process:
+        target = resolve_target(args.run_dir)
+        print(f"scored: {target.weights} of {target.run_dir}")
         if metrics is not None:
             print(format_metrics(metrics))
         else:

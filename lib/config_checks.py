@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from lib.errors import UserError, did_you_mean
-from lib.evaluation.metrics import METRIC_NAMES, is_valid_metric
+from lib.evaluation.metrics import METRIC_NAMES, RANKING_MEANS, is_valid_metric
 from lib.symptoms import ALIGN_RULES, ALL_SYMPTOMS, NEGATIVE_MODES, QUESTION_MODES
 
 if TYPE_CHECKING:  # config imports this module to check what it loads
@@ -184,8 +184,9 @@ def validate(cfg: Config) -> None:
     )
     _require(
         is_valid_metric(t.metric, d.symptoms),
-        f"train.metric {t.metric!r} is not a metric{did_you_mean(t.metric, list(METRIC_NAMES), '')}"
-        f"; choose one of {', '.join(METRIC_NAMES)} or SYMPTOM/sentence_f1",
+        f"train.metric {t.metric!r} is not a metric"
+        f"{did_you_mean(t.metric, [*METRIC_NAMES, *RANKING_MEANS], '')}"
+        f"; choose one of {', '.join([*METRIC_NAMES, *RANKING_MEANS])} or SYMPTOM/sentence_f1",
     )
     check_name("train.run_name", t.run_name, allow_empty=True)
     check_name("tune.study_name", cfg.tune.study_name, allow_empty=False)

@@ -11,8 +11,15 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from lib.data.corpus import Example, Span
 from lib.data.features import build_features
-from lib.evaluation.decoding import Prediction, select_predictions, span_candidates
-from lib.evaluation.metrics import compute_metrics
+from lib.evaluation.decoding import (
+    Prediction,
+    SpanCandidates,
+    select_predictions,
+    select_spans,
+    sentence_scores,
+    span_candidates,
+)
+from lib.evaluation.metrics import compute_metrics, covered_sentences
 from lib.evaluation.null_threshold import best_null_threshold
 from lib.evaluation.span_search import NO_SPAN, best_spans, packed_top, window_max
 
@@ -426,3 +433,67 @@ def test_chosen_null_threshold_maximises_the_metric(case, multi_span, snap, metr
     gaps = sorted({c.null_score - score for c in candidates for score in c.scores.tolist()})
     brute = max([value(g) for g in gaps] + [value(gaps[0] - 1.0)]) if gaps else value(0.0)
     assert value(chosen) == pytest.approx(brute)
+
+
+@st.composite
+def _candidates_and_sentences(draw):
+    """A post of length n cut into sentences, and merged candidates: distinct spans, best first."""
+    n = draw(st.integers(1, 40))
+    cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=6))) if n > 1 else []
+    bounds = [0, *cuts, n]
+    sentences = [(a, b) for a, b in zip(bounds, bounds[1:])]
+    spans = draw(
+        st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n)), max_size=12, unique=True)
+    )
+    spans = [(s, e) for s, e in spans if s < e]
+    scores = sorted(
+        draw(
+            st.lists(
+                st.sampled_from([-3.0, -1.0, 0.0, 0.5, 2.0]),
+                min_size=len(spans),
+                max_size=len(spans),
+            )
+        ),
+        reverse=True,
+    )
+    candidates = SpanCandidates(
+        "p::S", "x" * n, draw(st.sampled_from([-1.0, 0.0, 1.5])),
+        np.array([s for s, _ in spans], dtype=np.int64),
+        np.array([e for _, e in spans], dtype=np.int64),
+        np.array(scores, dtype=np.float64),
+    )  # fmt: skip
+    return candidates, sentences
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _candidates_and_sentences(),
+    st.sampled_from([-2.0, 0.0, 1.0, 3.0]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_sentence_scores_agree_with_the_evidence_they_explain(case, threshold, multi, snap):
+    candidates, sentences = case
+    scores = sentence_scores(candidates, sentences, snap_to_sentence=snap)
+    assert len(scores) == len(sentences)
+    # the oracle: the definition, one sentence and one candidate at a time
+    for i, (a, b) in enumerate(sentences):
+        best = None
+        for s, e, score in zip(candidates.starts, candidates.ends, candidates.scores):
+            overlap = max(0, min(e, b) - max(s, a))
+            if (overlap > 0) if snap else (2 * overlap >= b - a):
+                best = score if best is None else max(best, score)
+        assert scores[i] == (None if best is None else best - candidates.null_score)
+    prediction = select_spans(
+        candidates, null_threshold=threshold, multi_span=multi, snap_to_sentence=snap,
+        sentences=sentences,
+    )  # fmt: skip
+    for span in prediction.spans:  # each predicted span passed: the sentences it makes evidence
+        for i in covered_sentences([(span.start, span.end)], sentences):
+            assert scores[i] is not None and scores[i] >= -threshold
+    if snap:  # snapped spans cover whole sentences: evidence is exactly their sentences
+        evidence = covered_sentences([(s.start, s.end) for s in prediction.spans], sentences)
+        assert all(scores[i] >= -threshold for i in evidence)
+        if prediction.spans and not multi:  # the best span's sentences are the best scored
+            top = max(s for s in scores if s is not None)
+            assert all(scores[i] == top for i in evidence)

@@ -13,6 +13,8 @@ import pytest
 from lib.config import load_config
 from lib.data.corpus import Example, Span
 from lib.evaluation.metrics import MetricAggregator, gold_answers, squad_exact, squad_f1
+from lib.evaluation.ranking import ranking_metrics
+from lib.evaluation.trec import docno, parse_qrels, parse_run
 from lib.training.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +81,20 @@ def test_predictions_jsonl_alone_rescore_to_metrics_json(trained_run, tmp_path):
             ]
         )
         examples.append(example)
-    assert MetricAggregator(examples)(np.array(rows, dtype=np.float64)) == metrics
+    # the sentence ranking from the file alone: sentence_scores and gold_sentences
+    scores, relevant = {}, {}
+    for r in records:
+        assert len(r["sentence_scores"]) == len(r["sentences"])
+        for i, score in enumerate(r["sentence_scores"]):
+            if score is not None:
+                scores.setdefault(r["symptom"], {})[(r["post_id"], i)] = score
+        relevant.setdefault(r["symptom"], set()).update(
+            (r["post_id"], i) for i in r["gold_sentences"]
+        )
+    expected = MetricAggregator(examples)(np.array(rows, dtype=np.float64))
+    expected.update(ranking_metrics(scores, relevant))
+    assert expected == metrics
+    assert "ranking_map" in metrics
 
 
 def test_predict_on_posts_without_annotations(trained_run, tmp_path):
@@ -120,6 +135,9 @@ def test_html_report_of_an_annotated_split(trained_run, tmp_path):
     assert _evaluate(run, "--html", "--out", tmp_path).returncode == 0
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page and "<script src" not in page
+    # the summary: header, metric table and bar chart, training curve, threshold curve
+    assert page.count("<svg") >= 3 and "config.toml sha256" in page and "best step" in page
+    assert "the best model" in page and 'class="sentence" title="sentence 0: score' in page
 
 
 def test_decode_overrides_apply_and_others_are_refused(trained_run, tmp_path):
@@ -177,3 +195,71 @@ def test_posts_in_the_wrong_format_is_one_line(trained_run, tmp_path):
     proc = _evaluate(run, "--predict", posts, "--out", tmp_path / "out")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "posts.csv" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_trec_files_parse_and_follow_the_scores(trained_run, tmp_path):
+    run, _ = trained_run
+    assert _evaluate(run, "--split", "val", "--out", tmp_path).returncode == 0
+    records = _records(tmp_path / "predictions.jsonl")
+    lines = (tmp_path / f"{run.name}.trec").read_text(encoding="utf-8").splitlines()
+    ranking = parse_run(lines)
+    assert set(ranking) == {r["symptom"] for r in records}
+    for symptom, ranked in ranking.items():
+        expected = {
+            docno(r["post_id"], i): score
+            for r in records
+            if r["symptom"] == symptom
+            for i, score in enumerate(r["sentence_scores"])
+            if score is not None
+        }
+        assert len(ranked) == min(1000, len(expected))
+        assert [s for _, s in ranked] == sorted(expected.values(), reverse=True)[: len(ranked)]
+        assert all(expected[doc] == score for doc, score in ranked)
+    for line in lines:  # "SYMPTOM Q0 DOCNO RANK SCORE RUN", ranks from 1 per symptom
+        assert line.split()[1] == "Q0" and line.split()[5] == run.name
+    gold = {}
+    for r in records:
+        gold.setdefault(r["symptom"], set()).update(
+            docno(r["post_id"], i) for i in r["gold_sentences"]
+        )
+    qrels = parse_qrels((tmp_path / "qrels.txt").read_text(encoding="utf-8").splitlines())
+    assert qrels == {s: docs for s, docs in gold.items() if docs}
+
+
+def test_sentence_scores_agree_with_evidence_sentences(trained_run, tmp_path):
+    run, _ = trained_run
+    assert _evaluate(run, "--split", "val", "--out", tmp_path).returncode == 0
+    threshold = load_config(run / "config.toml", base=None).decode.null_threshold
+    for r in _records(tmp_path / "predictions.jsonl"):
+        scores = r["sentence_scores"]
+        for i in r["evidence_sentences"]:  # evidence came from a span that passed the test
+            assert scores[i] is not None and scores[i] >= -threshold - 1e-6, (r, i)
+        assert r["sentences"] == sorted(r["sentences"])
+
+
+def test_a_training_checkpoint_can_be_evaluated(trained_run, tmp_path):
+    run, trained = trained_run
+    checkpoints = sorted((run / "checkpoints").glob("step-*"))
+    assert checkpoints, "the fixture run keeps its epoch checkpoints"
+    at_best = [c for c in checkpoints if int(c.name.split("-")[1]) == trained["best_step"]]
+    assert at_best, [c.name for c in checkpoints]
+    proc = _evaluate(at_best[0], "--out", tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"scored: checkpoint {at_best[0].name} of {run}" in proc.stdout
+    assert (tmp_path / "c" / f"{run.name}-{at_best[0].name}.trec").is_file()
+    # the checkpoint taken at the best step holds the best model's weights: same numbers
+    evaluated = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert evaluated == trained["test"]
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(trained_run, tmp_path):
+    run, _ = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    checkpoint = sorted((copy / "checkpoints").glob("step-*"))[0]
+    with open(checkpoint / "model.safetensors", "ab") as f:
+        f.write(b"\0")
+    proc = _evaluate(checkpoint, "--out", tmp_path / "c")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot be used" in proc.stderr and "model.safetensors" in proc.stderr
+    assert not (tmp_path / "c").exists()

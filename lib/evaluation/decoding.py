@@ -205,6 +205,38 @@ def select_spans(
     return Prediction(spans=spans, null_score=null, best_score=best)
 
 
+def sentence_scores(
+    candidates: SpanCandidates, sentences: Sequence[tuple[int, int]], *, snap_to_sentence: bool
+) -> list[float | None]:
+    """Per sentence of the post, its evidence score: the best score among the example's candidate
+    spans (all windows' n-best, merged) that would make it evidence, minus the null score;
+    None when no candidate would (such a sentence is never ranked).
+
+    "Would make it evidence" is the decoder's own rule for one span: it covers at least half of
+    the sentence, or, with snap_to_sentence, overlaps it (snapping widens it over the sentence).
+    So at null threshold t a predicted span making sentence i evidence passed the null test
+    (null - score <= t): every sentence a predicted span makes evidence has a score >= -t
+    (without snap_to_sentence, a sentence can also become evidence through two predicted pieces
+    that each cover less than half of it; the score does not see such unions). Conversely a
+    sentence whose score is >= -t is evidence unless its best span lost, in multi-span decoding,
+    to a better span it overlaps, or, in single-span decoding, was not the best span.
+    """
+    if not len(sentences):
+        return []
+    bounds = np.asarray(sentences, dtype=np.int64)  # (S, 2)
+    s_start, s_end = bounds[:, 0][None, :], bounds[:, 1][None, :]
+    c_start, c_end = candidates.starts[:, None], candidates.ends[:, None]
+    overlap = np.clip(np.minimum(c_end, s_end) - np.maximum(c_start, s_start), 0, None)  # (C, S)
+    makes_evidence = overlap > 0 if snap_to_sentence else 2 * overlap >= (s_end - s_start)
+    makes_evidence &= s_end > s_start
+    scores = np.where(makes_evidence, candidates.scores[:, None], -np.inf).max(
+        axis=0, initial=-np.inf
+    )
+    return [
+        float(score - candidates.null_score) if np.isfinite(score) else None for score in scores
+    ]
+
+
 def select_predictions(
     examples: Sequence[Example],
     candidates: Sequence[SpanCandidates],

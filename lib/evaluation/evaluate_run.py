@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,19 +30,22 @@ from lib.data.examples import build_examples
 from lib.data.features import build_features
 from lib.data.sentences import split_sentences
 from lib.errors import UserError
-from lib.evaluation.decoding import Prediction
 from lib.evaluation.inference import eval_loader, predict_logits
-from lib.evaluation.metrics import covered_sentences
-from lib.evaluation.scoring import evaluate_examples
-from lib.files import json_line, write_json_atomic, write_text_atomic
+from lib.evaluation.metrics import RANKING_MEANS, covered_sentences
+from lib.evaluation.scoring import EvalResult, by_symptom, evaluate_examples
+from lib.evaluation.trec import qrels_lines, run_lines
+from lib.files import json_line, read_json_object, write_json_atomic, write_text_atomic
 from lib.model.cpu_speedups import apply_cpu_speedups
-from lib.model.pretrained import load_qa_model, load_tokenizer
+from lib.model.pretrained import load_checkpoint_weights, load_qa_model, load_tokenizer
 from lib.run_dir import (
+    CHECKPOINTS,
     MANIFEST,
     check_writable_dir,
     claim_dir,
     is_ours,
+    manifest_problem,
     refuse_unless_ours,
+    sha256,
     verify_model_files,
 )
 from lib.training.optimization import new_accelerator, resolve_mixed_precision
@@ -58,6 +61,56 @@ class EvalData:
     posts: Mapping[str, Post]
     examples: list[Example]
     annotated: bool
+    # example_id -> (start, end, explanation) of its aligned evidence rows, for the report
+    explanations: Mapping[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What evaluate.py scores: a run's best model, or one of its training checkpoints (the
+    weights from the checkpoint; config, tokenizer and decoding from the run)."""
+
+    run_dir: Path
+    checkpoint: Path | None
+
+    @property
+    def weights(self) -> str:
+        if self.checkpoint is None:
+            return "the best model"
+        return f"checkpoint {self.checkpoint.name}"
+
+    @property
+    def tag(self) -> str:
+        """One token naming the scored weights: the TREC run tag and file name."""
+        name = "_".join(self.run_dir.resolve().name.split()) or "run"
+        return name if self.checkpoint is None else f"{name}-{self.checkpoint.name}"
+
+
+def resolve_target(path: str | Path) -> Target:
+    """A run directory, or RUN/checkpoints/step-N (verified by its manifest, as resume does)."""
+    path = Path(path)
+    if path.parent.name == CHECKPOINTS and (path.parent.parent / "config.toml").is_file():
+        if not path.is_dir():
+            raise UserError(f"checkpoint {path} does not exist")
+        problem = manifest_problem(path)
+        if problem is not None:
+            raise UserError(f"checkpoint {path} cannot be used: {problem}")
+        if not (path / "model.safetensors").is_file():
+            raise UserError(f"checkpoint {path} has no model.safetensors")
+        return Target(path.parent.parent, path)
+    return Target(path, None)
+
+
+def _explanations(dataset) -> dict[str, list[tuple[int, int, str]]]:
+    aligned = {r.row: r for r in dataset.report.rows if r.rule is not None and r.status == 1}
+    out: dict[str, list[tuple[int, int, str]]] = {}
+    for ann in dataset.annotations:
+        row = aligned.get(ann.row)
+        if row is not None and ann.explanation.strip():
+            out.setdefault(f"{ann.post_id}::{ann.symptom}", []).append(
+                (row.start, row.end, ann.explanation)
+            )
+    return out
 
 
 def load_run_config(run_dir: Path, overrides: Sequence[str]) -> Config:
@@ -118,15 +171,16 @@ def select_data(
         examples = dataset.splits[split]
     if not examples:
         raise UserError(f"the {split} split of {d.posts} has no examples")
-    return EvalData("data" if data is not None else split, dataset.posts, examples, True)
+    name = "data" if data is not None else split
+    return EvalData(name, dataset.posts, examples, True, _explanations(dataset))
 
 
 def prediction_records(
-    data: EvalData, predictions: Mapping[str, Prediction], sentences: Mapping[str, list]
+    data: EvalData, result: EvalResult, sentences: Mapping[str, list]
 ) -> list[dict]:
     records = []
     for ex in data.examples:
-        pred = predictions[ex.example_id]
+        pred = result.predictions[ex.example_id]
         spans = [(s.start, s.end) for s in pred.spans]
         record = {
             "post_id": ex.post_id,
@@ -138,6 +192,8 @@ def prediction_records(
             "null_score": pred.null_score,
             "best_score": pred.best_score,
             "evidence_sentences": sorted(covered_sentences(spans, sentences[ex.post_id])),
+            "sentence_scores": result.sentence_scores[ex.example_id],
+            "sentences": [[start, end] for start, end in sentences[ex.post_id]],
         }
         if data.annotated:
             gold = [(s.start, s.end) for s in ex.answers]
@@ -159,15 +215,20 @@ def evaluate_run(
     precision: str | None = None,
     overrides: Sequence[str] = (),
 ) -> tuple[dict[str, float] | None, Path]:
-    """Evaluate (or predict with) a run; returns (metrics or None, output folder)."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir, overrides)
+    """Evaluate (or predict with) a run or one of its checkpoints; returns (metrics or None,
+    output folder)."""
+    target = resolve_target(run_dir)
+    cfg = load_run_config(target.run_dir, overrides)
     chosen = select_data(cfg, split=split, data=data, predict=predict, symptoms=symptoms)
-    tokenizer = load_tokenizer(run_dir)
-    model = load_qa_model(run_dir, require_head=True)
-    out = Path(out) if out is not None else run_dir / f"eval-{chosen.name}"
+    tokenizer = load_tokenizer(target.run_dir)
+    model = load_qa_model(target.run_dir, require_head=True)
+    if target.checkpoint is not None:
+        load_checkpoint_weights(model, target.checkpoint / "model.safetensors")
+    default = f"eval-{chosen.name}" + (f"-{target.checkpoint.name}" if target.checkpoint else "")
+    out = Path(out) if out is not None else target.run_dir / default
     check_writable_dir(out, "--out")
     refuse_unless_ours(out, "the output folder", "evaluation")
+    log.info("scoring %s of %s", target.weights, target.run_dir)
 
     features = build_features(
         chosen.examples,
@@ -201,26 +262,84 @@ def evaluate_run(
         sentences=sentences,
         metric=cfg.train.metric,
         tune_threshold=False,
+        curve=html and chosen.annotated,
     )
     metrics = result.metrics if chosen.annotated else None
     if accelerator.is_main_process:
         claim_dir(out, "evaluation")
-        records = prediction_records(chosen, result.predictions, sentences)
-        write_text_atomic(out / "predictions.jsonl", "".join(json_line(r) for r in records))
-        if metrics is not None:
-            write_json_atomic(out / "metrics.json", metrics)
-        if html:
-            from lib.evaluation.html_report import render_report
-
-            page = render_report(
-                chosen.posts,
-                chosen.examples,
-                result.predictions,
-                title=f"Evidence: {run_dir.name} ({chosen.name})",
-                annotated=chosen.annotated,
-            )
-            write_text_atomic(out / "report.html", page)
+        write_outputs(out, target, cfg, chosen, result, sentences, html=html)
     return metrics, out
+
+
+def write_outputs(
+    out: Path,
+    target: Target,
+    cfg: Config,
+    chosen: EvalData,
+    result: EvalResult,
+    sentences: Mapping[str, list],
+    *,
+    html: bool,
+) -> None:
+    """predictions.jsonl, metrics.json (annotated), the TREC run file <tag>.trec (and qrels.txt
+    when annotated) and, with `html`, report.html."""
+    records = prediction_records(chosen, result, sentences)
+    write_text_atomic(out / "predictions.jsonl", "".join(json_line(r) for r in records))
+    if chosen.annotated:
+        write_json_atomic(out / "metrics.json", result.metrics)
+    ranked, relevant = by_symptom(chosen.examples, result.sentence_scores, sentences)
+    write_text_atomic(out / f"{target.tag}.trec", _lines(run_lines(ranked, target.tag)))
+    if chosen.annotated:
+        write_text_atomic(out / "qrels.txt", _lines(qrels_lines(relevant)))
+    if html:
+        from lib.evaluation.html_report import render_report
+
+        run_metrics = read_run_metrics(target.run_dir)
+        page = render_report(
+            chosen.posts,
+            chosen.examples,
+            result.predictions,
+            title=f"Evidence: {target.run_dir.name} ({chosen.name})",
+            annotated=chosen.annotated,
+            header=report_header(target, cfg, run_metrics),
+            metrics=result.metrics if chosen.annotated else None,
+            history=run_metrics.get("history") or None,
+            metric_name=cfg.train.metric,
+            threshold_curve=result.curve,
+            chosen_threshold=result.null_threshold if result.curve else None,
+            curve_label=f"{chosen.name} {result.curve_metric}",
+            explanations=chosen.explanations,
+            sentence_scores=result.sentence_scores,
+            sentences=sentences,
+            null_threshold=result.null_threshold,
+        )
+        write_text_atomic(out / "report.html", page)
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def read_run_metrics(run_dir: Path) -> dict:
+    """The run's metrics.json (best step, history), or {} when it is missing or unreadable: the
+    report then leaves those parts out rather than failing."""
+    try:
+        return read_json_object(run_dir / "metrics.json")
+    except (UserError, OSError):
+        return {}
+
+
+def report_header(target: Target, cfg: Config, run_metrics: Mapping) -> dict[str, str]:
+    """The report's header: which run and weights, the base model, best step, threshold and the
+    hash of the run's config.toml (two reports with the same hash came from the same settings)."""
+    return {
+        "run": str(target.run_dir),
+        "weights scored": target.weights,
+        "base model": str(cfg.model.name),
+        "best step": str(run_metrics.get("best_step", "unknown")),
+        "null threshold": f"{cfg.decode.null_threshold:g}",
+        "config.toml sha256": sha256(target.run_dir / "config.toml"),
+    }
 
 
 def format_metrics(metrics: Mapping[str, float]) -> str:
@@ -239,4 +358,14 @@ def format_metrics(metrics: Mapping[str, float]) -> str:
     for s in symptoms:
         p, r, f = (metrics[f"{s}/sentence_{k}"] for k in ("precision", "recall", "f1"))
         lines.append(f"{s:24}{p:8.3f}{r:8.3f}{f:8.3f}{int(metrics[f'{s}/support']):7d}")
+    if "ranking_map" in metrics:
+        lines.append("")
+        lines.append(f"{'sentence ranking':24}{'AP':>8}{'R-Prec':>8}{'P@10':>8}{'NDCG':>8}")
+        names = ("ap", "r_precision", "p_at_10", "ndcg_1000")
+        means = (metrics[k] for k in RANKING_MEANS)
+        lines.append(f"{'mean over symptoms':24}" + "".join(f"{v:8.3f}" for v in means))
+        for s in symptoms:
+            if f"{s}/ranking_ap" in metrics:
+                values = (metrics[f"{s}/ranking_{n}"] for n in names)
+                lines.append(f"{s:24}" + "".join(f"{v:8.3f}" for v in values))
     return "\n".join(lines)

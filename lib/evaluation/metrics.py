@@ -30,6 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from lib.data.corpus import Example
+from lib.evaluation.ranking import MEAN_NAMES
+
+RANKING_MEANS = tuple(MEAN_NAMES.values())  # ranking_map, ranking_r_precision, ...
 
 METRIC_NAMES = (
     "exact",
@@ -50,8 +53,9 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 
 
 def is_valid_metric(name: str, symptoms: Iterable[str]) -> bool:
-    """True for METRIC_NAMES and for "{SYMPTOM}/sentence_precision|recall|f1"."""
-    if name in METRIC_NAMES:
+    """True for METRIC_NAMES, the ranking means (lib.evaluation.ranking) and for
+    "{SYMPTOM}/sentence_precision|recall|f1"."""
+    if name in METRIC_NAMES or name in RANKING_MEANS:
         return True
     symptom, _, metric = name.partition("/")
     return metric in PER_SYMPTOM_METRICS and symptom in set(symptoms)

@@ -33,6 +33,33 @@ def _answer_thresholds(candidates: SpanCandidates, *, multi_span: bool) -> list[
     return sorted(set(thresholds))
 
 
+def threshold_changes(
+    examples: Sequence[Example],
+    candidates: Sequence[SpanCandidates],
+    *,
+    multi_span: bool,
+    snap_to_sentence: bool,
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+) -> list[list[tuple[float, object]]]:
+    """Per example: (threshold, the prediction from that threshold on), ascending."""
+    return [
+        [
+            (
+                threshold,
+                select_spans(
+                    cand,
+                    null_threshold=threshold,
+                    multi_span=multi_span,
+                    snap_to_sentence=snap_to_sentence,
+                    sentences=sentences[ex.post_id],
+                ),
+            )
+            for threshold in _answer_thresholds(cand, multi_span=multi_span)
+        ]
+        for ex, cand in zip(examples, candidates)
+    ]
+
+
 def best_null_threshold(
     examples: Sequence[Example],
     candidates: Sequence[SpanCandidates],
@@ -44,24 +71,13 @@ def best_null_threshold(
 ) -> float:
     """The null_threshold that maximises `metric` (a lib.evaluation.metrics key) over these
     examples, from their merged span_candidates (same order as `examples`)."""
-    changes = []  # per example: (threshold, prediction from that threshold on)
-    for ex, cand in zip(examples, candidates):
-        post_sentences = sentences[ex.post_id]
-        changes.append(
-            [
-                (
-                    threshold,
-                    select_spans(
-                        cand,
-                        null_threshold=threshold,
-                        multi_span=multi_span,
-                        snap_to_sentence=snap_to_sentence,
-                        sentences=post_sentences,
-                    ),
-                )
-                for threshold in _answer_thresholds(cand, multi_span=multi_span)
-            ]
-        )
+    changes = threshold_changes(
+        examples,
+        candidates,
+        multi_span=multi_span,
+        snap_to_sentence=snap_to_sentence,
+        sentences=sentences,
+    )
     return best_threshold(examples, changes, sentences, metric=metric)
 
 
@@ -71,19 +87,20 @@ class _NoEvidence:
     spans = ()
 
 
-def best_threshold(
+def threshold_curve(
     examples: Sequence[Example],
     changes: Sequence[Sequence[tuple[float, object]]],
     sentences: Mapping[str, Sequence[tuple[int, int]]],
     *,
     metric: str,
-) -> float:
-    """The threshold t that maximises `metric` when example i predicts nothing below its first
-    change and, from each (t_j, prediction_j) of `changes[i]` (ascending t_j) on, prediction_j.
+) -> list[tuple[float, float]]:
+    """(threshold, metric) at every threshold where a prediction changes, ascending, when
+    example i predicts nothing below its first change and, from each (t_j, prediction_j) of
+    `changes[i]` (ascending t_j) on, prediction_j. The first point is the everything-null state,
+    at the smallest change - 1; no changes at all give [].
 
     One pass over the sorted changes: each replaces one example's score row and the metric is
-    re-aggregated. Ties go to the smallest threshold; if predicting nothing everywhere is best,
-    the smallest change - 1 is returned (0.0 when there are no changes at all).
+    re-aggregated.
     """
     aggregate = MetricAggregator(examples)
     empty = _NoEvidence()
@@ -97,13 +114,31 @@ def best_threshold(
         key=lambda event: (event[0], event[1]),
     )
     if not events:
-        return 0.0
-    best_value, best = aggregate(rows)[metric], events[0][0] - 1.0
+        return []
+    curve = [(events[0][0] - 1.0, aggregate(rows)[metric])]
     for i, (threshold, index, prediction) in enumerate(events):
         rows[index] = score_example(examples[index], prediction, sentences[examples[index].post_id])
         if i + 1 < len(events) and events[i + 1][0] == threshold:
             continue  # apply every change at this threshold before scoring it
-        value = aggregate(rows)[metric]
+        curve.append((threshold, aggregate(rows)[metric]))
+    return curve
+
+
+def best_threshold(
+    examples: Sequence[Example],
+    changes: Sequence[Sequence[tuple[float, object]]],
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+    *,
+    metric: str,
+) -> float:
+    """The threshold of `threshold_curve` with the highest metric; ties go to the smallest
+    threshold; if predicting nothing everywhere is best, the smallest change - 1 is returned
+    (0.0 when there are no changes at all)."""
+    curve = threshold_curve(examples, changes, sentences, metric=metric)
+    if not curve:
+        return 0.0
+    best, best_value = curve[0]
+    for threshold, value in curve[1:]:
         if value > best_value:
-            best_value, best = value, threshold
+            best, best_value = threshold, value
     return best

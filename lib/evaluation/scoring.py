@@ -15,9 +15,17 @@ import torch
 
 from lib.data.corpus import Example
 from lib.data.features import Features
-from lib.evaluation.decoding import Prediction, select_predictions, span_candidates
-from lib.evaluation.metrics import compute_metrics
-from lib.evaluation.null_threshold import best_null_threshold
+from lib.evaluation.decoding import (
+    Prediction,
+    select_predictions,
+    sentence_scores,
+    span_candidates,
+)
+from lib.evaluation.metrics import compute_metrics, covered_sentences
+from lib.evaluation.null_threshold import best_null_threshold, threshold_changes, threshold_curve
+from lib.evaluation.ranking import MEAN_NAMES, SentenceId, ranking_metrics
+
+SentenceScores = dict[str, list[float | None]]  # example_id -> one score per post sentence
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,28 @@ class EvalResult:
     metrics: dict[str, float]
     predictions: dict[str, Prediction]
     null_threshold: float
+    sentence_scores: SentenceScores
+    curve: list[tuple[float, float]] | None = None  # (null threshold, curve_metric), if asked
+    curve_metric: str | None = None
+
+
+def by_symptom(
+    examples: Sequence[Example],
+    scores: SentenceScores,
+    sentences: Mapping[str, Sequence[tuple[int, int]]],
+) -> tuple[dict[str, dict[SentenceId, float]], dict[str, set[SentenceId]]]:
+    """The sentence rankings' inputs: per symptom, every scored sentence's score (sentences with
+    no score are not ranked) and the gold evidence sentences (the metric's coverage rule)."""
+    ranked: dict[str, dict[SentenceId, float]] = {}
+    relevant: dict[str, set[SentenceId]] = {}
+    for ex in examples:
+        symptom_scores = ranked.setdefault(ex.symptom, {})
+        for index, score in enumerate(scores[ex.example_id]):
+            if score is not None:
+                symptom_scores[(ex.post_id, index)] = score
+        gold = covered_sentences([(s.start, s.end) for s in ex.answers], sentences[ex.post_id])
+        relevant.setdefault(ex.symptom, set()).update((ex.post_id, i) for i in gold)
+    return ranked, relevant
 
 
 def evaluate_examples(
@@ -37,8 +67,11 @@ def evaluate_examples(
     sentences: Mapping[str, Sequence[tuple[int, int]]],
     metric: str,
     tune_threshold: bool,
+    curve: bool = False,
 ) -> EvalResult:
-    """Decode, optionally pick the null threshold that maximises `metric`, and score.
+    """Decode, optionally pick the null threshold that maximises `metric`, and score; with
+    `curve`, also `metric` at every null threshold (sentence_f1 when `metric` is a ranking
+    metric, which the threshold does not move).
 
     The windows' n-best spans are searched and merged once, for the sweep and the predictions."""
     candidates = span_candidates(
@@ -51,7 +84,8 @@ def evaluate_examples(
     )
     threshold = decode_cfg.null_threshold
     has_negatives = any(not ex.answers for ex in examples)
-    if tune_threshold and has_negatives:
+    # A ranking metric does not depend on the threshold (scores are relative to the null).
+    if tune_threshold and has_negatives and metric not in MEAN_NAMES.values():
         threshold = best_null_threshold(
             examples,
             candidates,
@@ -68,5 +102,23 @@ def evaluate_examples(
         snap_to_sentence=decode_cfg.snap_to_sentence,
         sentences=sentences,
     )
+    scores = {
+        ex.example_id: sentence_scores(
+            cand, sentences[ex.post_id], snap_to_sentence=decode_cfg.snap_to_sentence
+        )
+        for ex, cand in zip(examples, candidates)
+    }
     metrics = compute_metrics(examples, predictions, sentences)
-    return EvalResult(metrics=metrics, predictions=predictions, null_threshold=threshold)
+    metrics.update(ranking_metrics(*by_symptom(examples, scores, sentences)))
+    if not curve:
+        return EvalResult(metrics, predictions, threshold, scores)
+    curve_metric = "sentence_f1" if metric in MEAN_NAMES.values() else metric
+    changes = threshold_changes(
+        examples,
+        candidates,
+        multi_span=decode_cfg.multi_span,
+        snap_to_sentence=decode_cfg.snap_to_sentence,
+        sentences=sentences,
+    )
+    points = threshold_curve(examples, changes, sentences, metric=curve_metric)
+    return EvalResult(metrics, predictions, threshold, scores, points, curve_metric)

@@ -191,3 +191,14 @@ def save_qa_model(model: BertForQuestionAnswering, tokenizer: Tokenizer, folder:
     config_text = json.dumps(hf_weights.config_json_for_qa(model.config), indent=2) + "\n"
     write_text_atomic(folder / "config.json", config_text)
     write_atomically(folder / "tokenizer.json", lambda temp: tokenizer.save(temp))
+
+
+def load_checkpoint_weights(model: BertForQuestionAnswering, path: Path) -> None:
+    """Our own state dict, as a training checkpoint saves it (accelerate save_state), into
+    `model`: every tensor by name and shape, nothing missing, nothing extra."""
+    tensors = hf_weights.read_safetensors(path)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:  # names or shapes differ: not this run's architecture
+        detail = " ".join(str(err).split())[:300]
+        raise UserError(f"{path}: does not fit the run's model ({detail})") from None

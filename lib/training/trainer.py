@@ -36,6 +36,7 @@ from lib.data.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.data.dataset import Dataset, build_dataset
 from lib.data.features import Features, build_features
 from lib.data.sentences import split_sentences
+from lib.errors import UserError
 from lib.evaluation.inference import eval_loader, predict_logits
 from lib.evaluation.scoring import EvalResult, evaluate_examples
 from lib.files import write_json_atomic, write_text_atomic
@@ -339,6 +340,11 @@ def _validate(run: TrainingRun, trainer: TrainerState, loss: RunningMean, on_eva
     """Score the validation split; keep the model when it improves; early stopping."""
     t = run.cfg.train
     result = _evaluate(run, "val", tune=run.cfg.decode.tune_null_threshold)
+    if t.metric not in result.metrics:  # a ranking mean needs one gold evidence sentence
+        raise UserError(
+            f"train.metric {t.metric} is undefined on this validation split: it has no gold "
+            "evidence sentence; choose sentence_f1 or another split"
+        )
     value = result.metrics[t.metric]
     improved = trainer.best_metric is None or value > trainer.best_metric
     trainer.history.append(
