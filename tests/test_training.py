@@ -247,3 +247,19 @@ def test_cli_error_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "/nonexistent.csv" in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_ranking_metric_selects_the_model(tmp_path, make_cfg):
+    metrics = train(make_cfg(tmp_path / "r", "train.epochs=2", "train.metric=ranking_map"))
+    assert metrics["metric"] == "ranking_map"
+    values = [h["ranking_map"] for h in metrics["history"]]
+    best = metrics["history"][values.index(max(values))]["step"]
+    assert metrics["best_step"] == best and metrics["val"]["ranking_map"] == max(values)
+    assert 0.0 <= metrics["test"]["ranking_ndcg_1000"] <= 1.0
+
+
+def test_ranking_metric_names_are_checked(tmp_path, make_cfg):
+    from lib.errors import UserError
+
+    with pytest.raises(UserError, match=r"did you mean ranking_map\?"):
+        make_cfg(tmp_path / "x", "train.metric=ranking_mapp")
