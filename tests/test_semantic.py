@@ -327,5 +327,5 @@ def test_a_missing_sentence_encoder_folder_is_the_users_mistake(tmp_path):
     from lib.model.sentence_embedder import load_sentence_embedder
 
     assert load_sentence_embedder("none") == 'data.semantic_model = "none"'
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=r"^data\.semantic_model: .*no-such-model.* does not exist"):
         load_sentence_embedder(str(tmp_path / "no-such-model"))

