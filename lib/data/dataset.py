@@ -7,7 +7,8 @@
 The CLI loads and validates both files, aligns every annotation row, builds the examples the
 configured run would train on and prints their counts per split and the alignment report (with
 `--json`: one JSON object whose `annotations` list has, per annotation row, post_id, sentence_id,
-symptom, status, rule, start, end -- null when not aligned). It writes nothing. Exit status 0, 2
+symptom, status, rule, start, end -- null when not aligned -- and the rule's score, margin and
+runner-up). It writes nothing. Exit status 0, 2
 for bad input or config (one line on stderr), 1 for anything else.
 """
 
