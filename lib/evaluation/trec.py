@@ -12,21 +12,24 @@ whitespace character of post_id (str.isspace: what Python's str.split and C's is
 "%" -> "%25", "\\u00a0" -> "%C2%A0"), so a docno is always one token and `parse_docno` inverts it
 (the index is the part after the last "_"). Lines are returned without a trailing newline.
 
-Scores are written with `repr(float(score))`: Python's shortest string that reads back as the
-same double, and trec_eval reads the column with atof into a double, so scores that are equal
-(tied) or distinct in memory stay exactly so in the file. A fixed precision such as ".9g" would
-merge close scores into new ties.
+Scores are written at trec_eval's own precision: it parses the column with atof but keeps it in
+a `float sim` (trec_eval.h, TEXT_TR), so two doubles closer than single precision are a tie to
+it. Each score is rounded to float32 and written with `repr` of that value (exact; it reads back
+as the same float32).
 
 Ties. trec_eval ignores the RANK column: form_res_rels.c sorts each query's lines by score
 descending and breaks ties with `strcmp(p2->docno, p1->docno)` (comp_sim_docno), i.e. by docno in
-*descending* byte order. `rank_sentences` breaks ties by post_id, then index, ascending, so for
-exactly equal scores trec_eval may order the sentences differently than our RANK column does. The
-file keeps the real scores (no tie-breaking perturbation) and holds exactly the `depth` sentences
-we ranked, so trec_eval sees the same set; within a group of equal scores only the order can
-differ, and that changes a metric only when the group mixes relevant and non-relevant sentences
-(then AP and NDCG can change, and P@10 / R-Precision when the group straddles rank 10 / R).
-With no such mixed group, trec_eval's numbers equal `ranking_metrics` (tests/test_ranking.py
-demonstrates both cases).
+*descending* byte order. `rank_sentences` breaks ties by post_id, then index, ascending, and
+ties are common (one predicted span covering two sentences gives both its score), so with the
+real scores trec_eval would reorder tie groups and, where a group mixes relevant and
+non-relevant sentences, report other AP/NDCG than `ranking_metrics` (measured on the demo model:
+MAP 0.801 vs 0.806). So the SCORE column makes the order explicit: each line's score is the
+sentence's score, or, when that is not below the previous line's, the next double below the
+previous line's (numpy.nextafter in float32) -- within a tie group (ties in float32, the
+precision trec_eval keeps) the 2nd sentence is lowered by one float32 unit in the last place,
+the 3rd by two, and so on. trec_eval then reads our order, and its numbers equal
+`ranking_metrics` (tests/test_ranking.py checks this against a trec_eval-style oracle; only a
+tie group at -inf, which cannot be lowered, keeps trec_eval's docno order).
 
 Queries: symptoms with no scores write no run lines and symptoms with no relevant sentences no
 qrels lines; trec_eval ignores queries without qrels, and queries without run lines unless `-c`.
@@ -37,6 +40,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 from urllib.parse import unquote
+
+import numpy as np
 
 from lib.evaluation.ranking import SentenceId, rank_sentences
 
@@ -90,16 +95,22 @@ def run_lines(
     depth: int = 1000,
 ) -> list[str]:
     """`SYMPTOM Q0 DOCNO RANK SCORE RUN` lines: symptoms by name, each its top `depth` sentences
-    in `rank_sentences` order, RANK from 1."""
+    in `rank_sentences` order, RANK from 1, SCORE strictly decreasing (ties lowered by ulps, see
+    the module docstring)."""
     _check_token(run_name, "run_name")
     if depth < 1:
         raise ValueError(f"depth must be positive, got {depth}")
     lines = []
     for symptom in sorted(scores_by_symptom):
         qid, scores = query_id(symptom), scores_by_symptom[symptom]
+        previous = np.float32(np.inf)
         for rank, sentence in enumerate(rank_sentences(scores)[:depth], start=1):
-            score = repr(float(scores[sentence]))
-            lines.append(f"{qid} Q0 {docno(*sentence)} {rank} {score} {run_name}")
+            with np.errstate(over="ignore"):  # beyond float32's range: +-inf, as trec_eval reads it
+                score = np.float32(scores[sentence])
+            if rank > 1 and score >= previous:  # a tie in float32: one ulp below the line before
+                score = np.nextafter(previous, np.float32(-np.inf))
+            previous = score
+            lines.append(f"{qid} Q0 {docno(*sentence)} {rank} {float(score)!r} {run_name}")
     return lines
 
 
