@@ -111,7 +111,7 @@ def test_two_workers_share_a_journal(tmp_path, tune_overrides):
 def test_ctrl_c_records_the_running_trial_and_writes_the_summary(tmp_path, tune_overrides):
     args = [
         *tune_overrides,
-        "tune.n_trials=1000",  # never runs out before the signal, however slow the machine
+        "tune.n_trials=5",
         "tune.pruner=none",
         "tune.space={ 'train.lr' = { low = 1e-3, high = 5e-3 } }",
         "train.epochs=6",  # trials long enough that the signal lands inside one
