@@ -22,7 +22,7 @@ from lib.evaluation.decoding import (
     span_candidates,
 )
 from lib.evaluation.metrics import compute_metrics, covered_sentences
-from lib.evaluation.null_threshold import best_null_threshold, threshold_changes, threshold_curve
+from lib.evaluation.null_threshold import best_threshold, threshold_changes, threshold_curve
 from lib.evaluation.ranking import MEAN_NAMES, SentenceId, ranking_metrics
 
 SentenceScores = dict[str, list[float | None]]  # example_id -> one score per post sentence
@@ -85,15 +85,18 @@ def evaluate_examples(
     threshold = decode_cfg.null_threshold
     has_negatives = any(not ex.answers for ex in examples)
     # A ranking metric does not depend on the threshold (scores are relative to the null).
-    if tune_threshold and has_negatives and metric not in MEAN_NAMES.values():
-        threshold = best_null_threshold(
+    tune = tune_threshold and has_negatives and metric not in MEAN_NAMES.values()
+    changes = None
+    if tune or curve:  # the per-example predictions at every threshold: once, for both uses
+        changes = threshold_changes(
             examples,
             candidates,
             multi_span=decode_cfg.multi_span,
             snap_to_sentence=decode_cfg.snap_to_sentence,
             sentences=sentences,
-            metric=metric,
         )
+    if tune:
+        threshold = best_threshold(examples, changes, sentences, metric=metric)
     predictions = select_predictions(
         examples,
         candidates,
@@ -113,12 +116,5 @@ def evaluate_examples(
     if not curve:
         return EvalResult(metrics, predictions, threshold, scores)
     curve_metric = "sentence_f1" if metric in MEAN_NAMES.values() else metric
-    changes = threshold_changes(
-        examples,
-        candidates,
-        multi_span=decode_cfg.multi_span,
-        snap_to_sentence=decode_cfg.snap_to_sentence,
-        sentences=sentences,
-    )
     points = threshold_curve(examples, changes, sentences, metric=curve_metric)
     return EvalResult(metrics, predictions, threshold, scores, points, curve_metric)
