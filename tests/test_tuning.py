@@ -111,10 +111,10 @@ def test_two_workers_share_a_journal(tmp_path, tune_overrides):
 def test_ctrl_c_records_the_running_trial_and_writes_the_summary(tmp_path, tune_overrides):
     args = [
         *tune_overrides,
-        "tune.n_trials=5",
+        "tune.n_trials=20",  # far more than run before the signal, so the study can't just end
         "tune.pruner=none",
         "tune.space={ 'train.lr' = { low = 1e-3, high = 5e-3 } }",
-        "train.epochs=6",  # trials long enough that the signal lands inside one
+        "train.epochs=8",  # after a trial's first evaluation, 7 epochs remain for the signal
     ]
     proc = subprocess.Popen(
         [sys.executable, "tune.py", *args],
@@ -125,18 +125,23 @@ def test_ctrl_c_records_the_running_trial_and_writes_the_summary(tmp_path, tune_
     )
     storage = f"sqlite:///{tmp_path}/optuna.db"
     deadline = time.monotonic() + 300
-    states: list[str] = []
-    # wait until a trial has completed and the next one is training
-    while "COMPLETE" not in states or states[-1] != "RUNNING":
+    trials: list[optuna.trial.FrozenTrial] = []
+    # Wait until a trial has completed and the next one is mid-training (it has reported its
+    # first evaluation, so most of its epochs are still ahead): the signal can't miss it.
+    while not (
+        any(t.state.name == "COMPLETE" for t in trials)
+        and trials[-1].state.name == "RUNNING"
+        and trials[-1].intermediate_values
+    ):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            states = [t.state.name for t in trials]
             pytest.fail(f"no trial running after a complete one: {states} {proc.stderr.read()}")
-        time.sleep(0.2)
+        time.sleep(0.1)
         try:
-            study = optuna.load_study(study_name="tiny", storage=storage)
+            trials = optuna.load_study(study_name="tiny", storage=storage).trials
         except KeyError:  # the study is not created yet
             continue
-        states = [t.state.name for t in study.trials]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
