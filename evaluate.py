@@ -3,12 +3,11 @@
 python evaluate.py RUN_DIR                              # the run's test split
 python evaluate.py RUN_DIR --split val --html           # + report.html
 python evaluate.py RUN_DIR --data POSTS ANNOTATIONS     # other annotated files
-python evaluate.py RUN_DIR --predict POSTS [--symptoms FATIGUE,ANHEDONIA]
+python evaluate.py RUN_DIR --predict POSTS [--symptoms FATIGUE,ANHEDONIA] [--chunk-posts 256]
+accelerate launch evaluate.py RUN_DIR --predict POSTS  # sharded over processes; resumable
 python evaluate.py RUN_DIR decode.multi_span=true decode.snap_to_sentence=true
 python evaluate.py RUN_DIR/checkpoints/step-00000200    # a training checkpoint's weights
 """
-
-import json
 
 from lib.errors import ArgumentParser, run_cli
 
@@ -30,6 +29,12 @@ def main() -> int:
     parser.add_argument(
         "--predict", metavar="POSTS", help="predict only, on posts with no annotations"
     )
+    parser.add_argument(
+        "--chunk-posts",
+        type=int,
+        metavar="N",
+        help="--predict: posts per chunk, the unit of memory, output and resuming (default 256)",
+    )
     parser.add_argument("--symptoms", help="comma-separated symptoms (default: the run's)")
     parser.add_argument("--out", help="output folder (default RUN_DIR/eval-<split>)")
     parser.add_argument("--html", action="store_true", help="also write report.html")
@@ -44,6 +49,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.data and args.predict:
         parser.error("--data and --predict cannot be combined")
+    if args.chunk_posts is not None and not args.predict:
+        parser.error("--chunk-posts applies to --predict only")
+    if args.chunk_posts is not None and args.chunk_posts < 1:
+        parser.error("--chunk-posts must be a positive number of posts")
+    symptoms = args.symptoms.split(",") if args.symptoms else None
+    if args.predict:
+        return predict(args, symptoms)
 
     from accelerate import PartialState
 
@@ -53,8 +65,7 @@ def main() -> int:
         args.run_dir,
         split=args.split,
         data=args.data,
-        predict=args.predict,
-        symptoms=args.symptoms.split(",") if args.symptoms else None,
+        symptoms=symptoms,
         out=args.out,
         html=args.html,
         precision=args.precision,
@@ -63,12 +74,52 @@ def main() -> int:
     if PartialState().is_main_process:
         target = resolve_target(args.run_dir)
         print(f"scored: {target.weights} of {target.run_dir}")
-        if metrics is not None:
-            print(format_metrics(metrics))
-        else:
-            with open(out / "predictions.jsonl", encoding="utf-8") as f:
-                n = sum(1 for _ in f)
-            print(json.dumps({"predictions": n}))
+        print(format_metrics(metrics))
+        print(f"wrote: {out}")
+    return 0
+
+
+def predict(args, symptoms: list[str] | None) -> int:
+    """--predict: stream the posts through the model in chunks (lib.evaluation.predict_stream)."""
+    from pathlib import Path
+
+    from accelerate import PartialState
+
+    from lib.evaluation.evaluate_run import (
+        chosen_symptoms,
+        load_run_config,
+        output_folder,
+        resolve_target,
+    )
+    from lib.evaluation.predict_stream import (
+        DEFAULT_CHUNK_POSTS,
+        predict_posts,
+        render_predict_report,
+        summary_line,
+    )
+    from lib.training.optimization import resolve_mixed_precision
+
+    state = PartialState()
+    target = resolve_target(args.run_dir)
+    cfg = load_run_config(target.run_dir, args.overrides)
+    out = output_folder(target, "predict", args.out)
+    symptoms = chosen_symptoms(cfg, symptoms)
+    summary = predict_posts(
+        target,
+        cfg,
+        Path(args.predict),
+        symptoms=symptoms,
+        out=out,
+        chunk_posts=args.chunk_posts or DEFAULT_CHUNK_POSTS,
+        precision=resolve_mixed_precision(
+            args.precision or cfg.train.mixed_precision, state.device
+        ),
+    )
+    if state.is_main_process:
+        if args.html:
+            render_predict_report(out, Path(args.predict), target, cfg, symptoms)
+        print(f"scored: {target.weights} of {target.run_dir}")
+        print(summary_line(summary))
         print(f"wrote: {out}")
     return 0
 

@@ -163,10 +163,10 @@ def test_unreadable_posts_file_is_one_line(tmp_path, monkeypatch):
     path = tmp_path / "posts.csv"
     path.write_text("post_id,text\n1,hello\n")
 
-    def refuse(self):
+    def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)  # the posts file is streamed, not read whole
     with pytest.raises(
         UserError, match=r"posts.csv: cannot read the posts file \(Permission denied"
     ):

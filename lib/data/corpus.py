@@ -7,6 +7,7 @@ Below the records: the loaders of the ReDSM5 files, which validate every row.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -171,29 +172,20 @@ def _check_width(path: Path, row: int, fields: list[str], width: int) -> None:
         )
 
 
-def _add_post(posts: dict[str, Post], first_seen: dict, where: str, pid: str, text: str) -> None:
-    if not pid:
-        raise UserError(f"{where}, column post_id: empty post_id")
-    if pid in posts:
-        raise UserError(f"{where}, column post_id: duplicate post_id {pid!r} ({first_seen[pid]})")
-    if is_blank(text):
-        raise UserError(f"{where}, column text: empty text for post {pid!r}")
-    posts[pid] = Post(pid, text)
-    first_seen[pid] = f"first seen at {where.split(': ', 1)[1]}"
-
-
-def _posts_from_csv(path: Path, text: str) -> dict[str, Post]:
-    posts: dict[str, Post] = {}
-    first_seen: dict[str, str] = {}
-    rows = _csv_rows(path, text)
-    _, header = next(rows, (1, []))
-    columns = _columns(path, header, POST_COLUMNS)
-    for row, fields in rows:
-        _check_width(path, row, fields, len(header))
-        pid = _field(path, row, fields, columns, "post_id").strip()
-        body = _field(path, row, fields, columns, "text")
-        _add_post(posts, first_seen, f"{path}: row {row}", pid, body)
-    return posts
+def _json_post(path: Path, where: str, item) -> tuple[str, str]:
+    """(post_id, text) of one JSONL/JSON item, checked."""
+    if not isinstance(item, dict):
+        raise UserError(f"{path}: {where}: expected an object with post_id and text")
+    for key in POST_COLUMNS:
+        if key not in item:
+            raise UserError(f"{path}: {where}, key {key}: missing{did_you_mean(key, item)}")
+    pid, body = item["post_id"], item["text"]
+    if isinstance(pid, int) and not isinstance(pid, bool):
+        pid = str(pid)
+    if not isinstance(pid, str) or not isinstance(body, str):
+        bad = "post_id" if not isinstance(pid, str) else "text"
+        raise UserError(f"{path}: {where}, key {bad}: expected a string")
+    return pid, body
 
 
 def _json_reason(err: json.JSONDecodeError) -> str:
@@ -201,56 +193,171 @@ def _json_reason(err: json.JSONDecodeError) -> str:
     return err.msg.removesuffix(" at").removesuffix(" starting")
 
 
-def _posts_from_json(path: Path, text: str) -> dict[str, Post]:
-    """JSONL (one object per line), or a .json file holding one array of such objects."""
-    if text.lstrip().startswith("["):
+class _ByteLines:
+    """The lines of a binary file, decoded one at a time, so a posts file of any size is read in
+    bounded memory. Bytes that are not UTF-8 decode to lone surrogates (surrogateescape): the
+    caller reports them with the row and column they sit in. `raw` holds the bytes read since
+    the last `mark()`, `offset` the file offset where they start."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.offset = 0  # of raw[0]
+        self.raw = bytearray()
+
+    def __iter__(self) -> Iterator[str]:
+        for number, line in enumerate(self.handle, start=1):
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                self.offset, line = len(codecs.BOM_UTF8), line[len(codecs.BOM_UTF8) :]
+            self.raw += line
+            yield line.decode("utf-8", errors="surrogateescape")
+
+    def mark(self) -> None:
+        self.offset += len(self.raw)
+        self.raw = bytearray()
+
+    def bad_byte(self) -> str:
+        """Where the first invalid byte in `raw` is."""
         try:
-            items = json.loads(text)
+            bytes(self.raw).decode("utf-8")
+        except UnicodeDecodeError as err:
+            byte = self.raw[err.start]
+            return f"invalid UTF-8 (byte 0x{byte:02x} at byte offset {self.offset + err.start})"
+        return "invalid UTF-8"
+
+
+def _has_bad_byte(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _stream_csv_posts(path: Path, lines: _ByteLines) -> Iterator[tuple[str, str, str]]:
+    """(where, post_id, text) for every row of a posts CSV, read as the file is."""
+    csv.field_size_limit(MAX_FIELD)  # csv refuses fields over 131,072 characters by default
+    reader = csv.reader(lines, strict=True)
+    header: list[str] | None = None
+    columns: dict[str, int] = {}
+    row = 0
+    try:
+        for fields in reader:  # csv reads no further than the record it returns
+            row += 1
+            bad = next((i for i, f in enumerate(fields) if _has_bad_byte(f)), None)
+            if bad is not None:
+                names = header or fields
+                name = names[bad].strip() if bad < len(names) else f"#{bad + 1}"
+                raise UserError(f"{path}: row {row}, column {name}: {lines.bad_byte()}")
+            lines.mark()
+            if not (fields and any(f.strip() for f in fields)):
+                continue
+            if header is None:
+                header, columns = fields, _columns(path, fields, POST_COLUMNS)
+                continue
+            _check_width(path, row, fields, len(header))
+            pid = _field(path, row, fields, columns, "post_id").strip()
+            yield f"{path}: row {row}", pid, _field(path, row, fields, columns, "text")
+    except csv.Error as err:
+        raise UserError(f"{path}: row {row + 1}: malformed CSV ({err})") from None
+    if header is None and not _is_blank_file(path):
+        _columns(path, [], POST_COLUMNS)  # no header: the same one line as an empty header
+
+
+def _stream_jsonl_posts(path: Path, lines: _ByteLines) -> Iterator[tuple[str, str, str]]:
+    for number, line in enumerate(lines, start=1):
+        if _has_bad_byte(line):
+            raise UserError(f"{path}: line {number}: {lines.bad_byte()}")
+        lines.mark()
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as err:
             raise UserError(
-                f"{path}: line {err.lineno}, column {err.colno}: invalid JSON ({_json_reason(err)})"
+                f"{path}: line {number}, column {err.colno}: invalid JSON ({_json_reason(err)})"
             ) from None
-        records = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
-    else:
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise UserError(
-                    f"{path}: line {number}, column {err.colno}: invalid JSON ({_json_reason(err)})"
-                ) from None
-    posts: dict[str, Post] = {}
-    first_seen: dict[str, str] = {}
-    for where, item in records:
-        if not isinstance(item, dict):
-            raise UserError(f"{path}: {where}: expected an object with post_id and text")
-        for key in POST_COLUMNS:
-            if key not in item:
-                raise UserError(f"{path}: {where}, key {key}: missing{did_you_mean(key, item)}")
-        pid, body = item["post_id"], item["text"]
-        if isinstance(pid, int) and not isinstance(pid, bool):
-            pid = str(pid)
-        if not isinstance(pid, str) or not isinstance(body, str):
-            bad = "post_id" if not isinstance(pid, str) else "text"
-            raise UserError(f"{path}: {where}, key {bad}: expected a string")
-        _add_post(posts, first_seen, f"{path}: {where}", pid.strip(), body)
-    return posts
+        where = f"line {number}"
+        yield (f"{path}: {where}", *_json_post(path, where, item))
 
 
-def load_posts(path: str | Path) -> dict[str, Post]:
-    """Posts by post_id, in file order, from CSV `post_id,text` or JSONL/JSON (by extension)."""
+def _json_array_posts(path: Path) -> Iterator[tuple[str, str, str]]:
+    """A .json file holding one array: parsed whole (use JSONL for corpora that must stream)."""
+    text = _read_text(path, "posts")
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"{path}: line {err.lineno}, column {err.colno}: invalid JSON ({_json_reason(err)})"
+        ) from None
+    if not isinstance(items, list):
+        raise UserError(f"{path}: expected an array of objects with post_id and text")
+    for i, item in enumerate(items, start=1):
+        yield (f"{path}: item {i}", *_json_post(path, f"item {i}", item))
+
+
+def _open_posts(path: Path):
+    if not path.exists():
+        raise UserError(f"{path}: posts file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (expected the posts file)")
+    try:
+        return path.open("rb")
+    except OSError as err:
+        raise path_error(path, "read the posts file", err) from None
+
+
+def iter_posts(path: str | Path) -> Iterator[Post]:
+    """Posts in file order from CSV `post_id,text` or JSONL (by extension), read as they are
+    consumed: memory does not grow with the file (a set of the post_ids seen excepted, to refuse
+    duplicates). A .json file holding one array is parsed whole. Every row is checked as it is
+    read, so a mistake at row 50,001 is a UserError after 50,000 posts were yielded."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".json"):
         raise UserError(f"{path}: posts file must end in .csv, .jsonl or .json")
-    text = _read_text(path, "posts")
-    posts = _posts_from_csv(path, text) if suffix == ".csv" else _posts_from_json(path, text)
-    if not posts:
+    first_seen: dict[str, str] = {}
+    handle = _open_posts(path)
+    if suffix != ".csv" and _first_byte(handle) == b"[":  # one JSON array, even named .jsonl
+        handle.close()
+        records = _json_array_posts(path)
+    else:
+        lines = _ByteLines(handle)
+        records = (_stream_csv_posts if suffix == ".csv" else _stream_jsonl_posts)(path, lines)
+    try:
+        for where, pid, text in records:
+            if not pid:
+                raise UserError(f"{where}, column post_id: empty post_id")
+            if pid in first_seen:
+                raise UserError(
+                    f"{where}, column post_id: duplicate post_id {pid!r} ({first_seen[pid]})"
+                )
+            if is_blank(text):
+                raise UserError(f"{where}, column text: empty text for post {pid!r}")
+            first_seen[pid] = f"first seen at {where.split(': ', 1)[1]}"
+            yield Post(pid, text)
+    finally:
+        handle.close()
+    if not first_seen:
+        if _is_blank_file(path):
+            raise UserError(f"{path}: empty file (expected the posts file)")
         raise UserError(f"{path}: no posts (the file has a header but no rows)")
-    return posts
+
+
+def _first_byte(handle) -> bytes:
+    """The first byte that is not whitespace (or a BOM); the handle is rewound."""
+    first = b""
+    for block in iter(lambda: handle.read(1 << 16), b""):
+        first = block.removeprefix(codecs.BOM_UTF8).lstrip()[:1] if not first else first
+        if first:
+            break
+    handle.seek(0)
+    return first
+
+
+def _is_blank_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return not _first_byte(handle)
+
+
+def load_posts(path: str | Path) -> dict[str, Post]:
+    """Posts by post_id, in file order, from CSV `post_id,text` or JSONL/JSON (by extension)."""
+    return {post.post_id: post for post in iter_posts(path)}
 
 
 def sentence_index(sentence_id: str, post_id: str) -> int | None:

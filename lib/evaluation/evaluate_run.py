@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 from lib.config import Config, load_config, with_overrides
-from lib.data.corpus import Example, Post, load_posts
+from lib.data.corpus import Example, Post
 from lib.data.dataset import build_dataset
-from lib.data.examples import build_examples
 from lib.data.features import build_features
 from lib.data.sentences import split_sentences
 from lib.errors import UserError
@@ -136,32 +135,27 @@ def load_run_config(run_dir: Path, overrides: Sequence[str]) -> Config:
     return load_config(run_dir / "config.toml", overrides, base=None)
 
 
+def chosen_symptoms(cfg: Config, symptoms: Sequence[str] | None) -> tuple[str, ...]:
+    """--symptoms, checked as the config checks data.symptoms, or the run's own."""
+    if not symptoms:
+        return tuple(cfg.data.symptoms)
+    try:  # known, distinct, with a question
+        return tuple(
+            with_overrides(cfg, {"data.symptoms": [s.strip() for s in symptoms]}).data.symptoms
+        )
+    except UserError as err:
+        raise UserError(f"--symptoms: {err}") from None
+
+
 def select_data(
     cfg: Config,
     *,
     split: str,
     data: Sequence[str] | None,
-    predict: str | None,
     symptoms: Sequence[str] | None,
 ) -> EvalData:
-    """The examples to evaluate: a split of the run's data, other annotated files, or new posts."""
-    d = cfg.data
-    if symptoms:
-        try:  # checked as the config checks data.symptoms (known, distinct, with a question)
-            d = with_overrides(cfg, {"data.symptoms": [s.strip() for s in symptoms]}).data
-        except UserError as err:
-            raise UserError(f"--symptoms: {err}") from None
-    if predict is not None:
-        posts = load_posts(predict)
-        examples, _ = build_examples(
-            posts,
-            [],
-            symptoms=d.symptoms,
-            question_mode=d.question,
-            criteria=d.criteria,
-            negatives="all",
-        )
-        return EvalData("predict", posts, examples, annotated=False)
+    """The annotated examples to evaluate: a split of the run's data, or other annotated files."""
+    d = replace(cfg.data, symptoms=list(chosen_symptoms(cfg, symptoms)))
     if data is not None:
         d, split = replace(d, posts=data[0], annotations=data[1], split=[1.0, 0.0, 0.0]), "train"
     dataset = build_dataset(d)
@@ -173,6 +167,24 @@ def select_data(
         raise UserError(f"the {split} split of {d.posts} has no examples")
     name = "data" if data is not None else split
     return EvalData(name, dataset.posts, examples, True, _explanations(dataset))
+
+
+def load_target_model(target: Target):
+    """(tokenizer, QA model) of a run, with a checkpoint's weights when the target is one."""
+    tokenizer = load_tokenizer(target.run_dir)
+    model = load_qa_model(target.run_dir, require_head=True)
+    if target.checkpoint is not None:
+        load_checkpoint_weights(model, target.checkpoint / "model.safetensors")
+    return tokenizer, model
+
+
+def output_folder(target: Target, name: str, out: str | Path | None) -> Path:
+    """--out, or RUN/eval-<name>[-<checkpoint>]; checked writable and not someone else's."""
+    default = f"eval-{name}" + (f"-{target.checkpoint.name}" if target.checkpoint else "")
+    out = Path(out) if out is not None else target.run_dir / default
+    check_writable_dir(out, "--out")
+    refuse_unless_ours(out, "the output folder", "evaluation")
+    return out
 
 
 def prediction_records(
@@ -208,26 +220,19 @@ def evaluate_run(
     *,
     split: str = "test",
     data: Sequence[str] | None = None,
-    predict: str | None = None,
     symptoms: Sequence[str] | None = None,
     out: str | Path | None = None,
     html: bool = False,
     precision: str | None = None,
     overrides: Sequence[str] = (),
 ) -> tuple[dict[str, float] | None, Path]:
-    """Evaluate (or predict with) a run or one of its checkpoints; returns (metrics or None,
-    output folder)."""
+    """Evaluate a run or one of its checkpoints on annotated data; returns (metrics, output
+    folder). Prediction on unannotated posts: lib.evaluation.predict_stream."""
     target = resolve_target(run_dir)
     cfg = load_run_config(target.run_dir, overrides)
-    chosen = select_data(cfg, split=split, data=data, predict=predict, symptoms=symptoms)
-    tokenizer = load_tokenizer(target.run_dir)
-    model = load_qa_model(target.run_dir, require_head=True)
-    if target.checkpoint is not None:
-        load_checkpoint_weights(model, target.checkpoint / "model.safetensors")
-    default = f"eval-{chosen.name}" + (f"-{target.checkpoint.name}" if target.checkpoint else "")
-    out = Path(out) if out is not None else target.run_dir / default
-    check_writable_dir(out, "--out")
-    refuse_unless_ours(out, "the output folder", "evaluation")
+    chosen = select_data(cfg, split=split, data=data, symptoms=symptoms)
+    tokenizer, model = load_target_model(target)
+    out = output_folder(target, chosen.name, out)
     log.info("scoring %s of %s", target.weights, target.run_dir)
 
     features = build_features(

@@ -45,6 +45,30 @@ def inference_copy(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat16) 
     return clone.to(dtype).eval().requires_grad_(False)
 
 
+def _runner(model: torch.nn.Module, mixed_precision: str) -> torch.nn.Module:
+    """What runs the forward: under bf16 a bf16 copy of the (unwrapped) weights, else the model."""
+    return inference_copy(model) if mixed_precision == "bf16" else model
+
+
+def _masked_logits(runner: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, end) float32 logits of one batch, -inf past each window's length."""
+    start, end = runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    start = start.float().masked_fill(batch["attention_mask"] == 0, float("-inf"))
+    end = end.float().masked_fill(batch["attention_mask"] == 0, float("-inf"))
+    return start, end
+
+
+def _by_window(rows, starts, ends, n_windows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter batch logits (in loader order) into (n_windows, T_max) matrices."""
+    width = max((s.shape[1] for s in starts), default=1)
+    start_all = torch.full((n_windows, width), float("-inf"))
+    end_all = torch.full((n_windows, width), float("-inf"))
+    for index, start, end in zip(rows, starts, ends, strict=True):
+        start_all[index, : start.shape[1]] = start
+        end_all[index, : end.shape[1]] = end
+    return start_all, end_all
+
+
 @torch.inference_mode()
 def predict_logits(
     model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, n_windows: int
@@ -57,12 +81,10 @@ def predict_logits(
     model.eval()
     runner = model
     if accelerator.mixed_precision == "bf16":
-        runner = inference_copy(accelerator.unwrap_model(model, keep_torch_compile=False))
+        runner = _runner(accelerator.unwrap_model(model, keep_torch_compile=False), "bf16")
     rows, starts, ends = [], [], []
     for batch in loader:
-        start, end = runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        start = start.float().masked_fill(batch["attention_mask"] == 0, float("-inf"))
-        end = end.float().masked_fill(batch["attention_mask"] == 0, float("-inf"))
+        start, end = _masked_logits(runner, batch)
         # Processes padded their batches to different lengths: pad to a common T, then gather.
         start = accelerator.pad_across_processes(start, dim=1, pad_index=float("-inf"))
         end = accelerator.pad_across_processes(end, dim=1, pad_index=float("-inf"))
@@ -71,10 +93,45 @@ def predict_logits(
         starts.append(start.cpu())
         ends.append(end.cpu())
     model.train(was_training)
-    width = max((s.shape[1] for s in starts), default=1)
-    start_all = torch.full((n_windows, width), float("-inf"))
-    end_all = torch.full((n_windows, width), float("-inf"))
-    for index, start, end in zip(rows, starts, ends, strict=True):
-        start_all[index, : start.shape[1]] = start
-        end_all[index, : end.shape[1]] = end
-    return start_all, end_all
+    return _by_window(rows, starts, ends, n_windows)
+
+
+@torch.inference_mode()
+def local_logits(
+    runner: torch.nn.Module, loader: DataLoader, device: torch.device, n_windows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`predict_logits` for one process on its own windows: no collectives, so processes may
+    run different numbers of batches (sharded prediction). `runner` is in eval mode on `device`
+    (e.g. from `inference_runner`); the loader is not prepared."""
+    rows, starts, ends = [], [], []
+    for batch in loader:
+        batch = {key: value.to(device) for key, value in batch.items()}
+        start, end = _masked_logits(runner, batch)
+        rows.append(batch["window_index"].cpu())
+        starts.append(start.cpu())
+        ends.append(end.cpu())
+    return _by_window(rows, starts, ends, n_windows)
+
+
+def inference_runner(
+    model: torch.nn.Module, mixed_precision: str, device: torch.device
+) -> torch.nn.Module:
+    """The module `local_logits` runs: the model's forward in the given precision, as
+    `predict_logits` under an Accelerator with that precision (bf16: a bf16 copy; fp16:
+    autocast; no: fp32)."""
+    model = model.to(device).eval()
+    if mixed_precision == "fp16":
+        return _Autocast(model, device.type, torch.float16)
+    return _runner(model, mixed_precision)
+
+
+class _Autocast(torch.nn.Module):
+    """`module` run under torch.autocast (what Accelerate's prepare does for fp16)."""
+
+    def __init__(self, module: torch.nn.Module, device_type: str, dtype: torch.dtype):
+        super().__init__()
+        self.module, self.device_type, self.dtype = module, device_type, dtype
+
+    def forward(self, *args):
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.module(*args)

@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,9 @@ class TrainingRun:
     train_loader: DataLoader
     eval_loaders: dict[str, DataLoader]
     total_steps: int
+    # When set-up finished: history's elapsed_s counts wall seconds from here (in this
+    # process: a resumed run starts again from 0).
+    started: float = field(default_factory=time.perf_counter)
 
 
 def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) -> dict:
@@ -353,6 +356,7 @@ def _validate(run: TrainingRun, trainer: TrainerState, loss: RunningMean, on_eva
             "epoch": trainer.epoch,
             "train_loss": loss.mean(),
             t.metric: value,
+            "elapsed_s": time.perf_counter() - run.started,  # validation included
         }
     )
     loss.reset()

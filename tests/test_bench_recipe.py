@@ -1,0 +1,46 @@
+"""bench/recipe.py --smoke: the time-to-quality benchmark runs end to end on a tiny random model
+and writes results.json, table.md and recipe.svg (no timing asserted)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDES = ("ours", "recipe", "recipe-our-lr")
+
+
+def test_recipe_bench_smoke_writes_its_report(tmp_path):
+    proc = subprocess.run(
+        # one thread: the run is tiny, and the test suite may be sharing the cores
+        [sys.executable, "bench/recipe.py", "--smoke", "--threads", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert list(results["sides"]) == list(SIDES)
+    for name, side in results["sides"].items():
+        assert side["epochs"], name
+        numbers = [row[key] for row in side["epochs"] for key in ("elapsed_s", "val_sentence_f1")]
+        numbers += [side["test"]["sentence_f1"], side["test"]["exact"], side["total_s"]]
+        assert all(isinstance(x, float) and math.isfinite(x) for x in numbers), (name, numbers)
+        assert all(0.0 <= row["val_sentence_f1"] <= 1.0 for row in side["epochs"])
+        times = [row["elapsed_s"] for row in side["epochs"]]
+        assert times == sorted(times) and times[0] > 0
+    data = results["sides"]["recipe"]["data"]
+    assert data["windows"] == data["lib_windows"]  # stride = doc_stride: the same windows
+    assert set(results["time_to_quality"]) == {"recipe", "recipe-our-lr"}
+    table = (tmp_path / "table.md").read_text(encoding="utf-8")
+    assert table.count("| ours |") == 3 and "recipe time / ours time" in table
+    svg = ET.parse(tmp_path / "recipe.svg").getroot()
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}circle")) == sum(
+        len(side["epochs"]) for side in results["sides"].values()
+    )
