@@ -1,4 +1,5 @@
-"""`python evaluate.py RUN_DIR`: score a trained run, or predict evidence on new posts (DESIGN §7).
+"""`python evaluate.py RUN_DIR`: score a trained run on annotated data (DESIGN §7); predicting on
+new posts (--predict) streams them through lib.evaluation.predict_stream.
 
 A run directory is self-contained (lib.run_dir): its config.toml says which data, features and
 decoding (with the validation-tuned null threshold) the model was selected with, so evaluating its
@@ -157,7 +158,9 @@ def select_data(
     """The annotated examples to evaluate: a split of the run's data, or other annotated files."""
     d = replace(cfg.data, symptoms=list(chosen_symptoms(cfg, symptoms)))
     if data is not None:
-        d, split = replace(d, posts=data[0], annotations=data[1], split=[1.0, 0.0, 0.0]), "train"
+        # all of the given files: the run's data.limit subsetted its training corpus, not these
+        d = replace(d, posts=data[0], annotations=data[1], split=[1.0, 0.0, 0.0], limit=0)
+        split = "train"
     dataset = build_dataset(d)
     if split == "all":
         examples = [ex for name in ("train", "val", "test") for ex in dataset.splits[name]]

@@ -240,6 +240,11 @@ def settings_record(cfg: Config, target: Target, symptoms, chunk_posts: int, pre
 def check_settings(out: Path, settings: Mapping) -> dict:
     """predict.json's contents; written now on a first run, else compared key by key."""
     path = out / SETTINGS_FILE
+    if not path.is_file() and (out / CHUNKS).exists():
+        raise UserError(
+            f"{out / CHUNKS}: chunks without the {SETTINGS_FILE} that says how they were made; "
+            "use another --out"
+        )
     if not path.is_file():
         write_json_atomic(path, {"settings": settings})
         return {"settings": settings}
@@ -308,24 +313,8 @@ def merge_chunks(out: Path, store: ChunkStore, n_chunks: int, tag: str) -> dict:
 # ------------------------------------------------------------------------------ the whole job
 
 
-@dataclass
-class Progress:
-    """The bar (main process only): posts passed, with posts/s and ETA."""
-
-    bar: tqdm
-    predicted: int = 0
-
-    @classmethod
-    def start(cls, total: int, enabled: bool) -> Progress:
-        return cls(tqdm(total=total, unit="post", desc="predict", delay=2, disable=not enabled))
-
-    def advance(self, posts: int, predicted: bool) -> None:
-        self.predicted += posts if predicted else 0
-        self.bar.update(posts)
-
-
 def run_chunks(
-    predictor: Predictor, source: Path, chunk_posts: int, store: ChunkStore, state, progress
+    predictor: Predictor, source: Path, chunk_posts: int, store: ChunkStore, state, progress: tqdm
 ) -> list[str]:
     """Predict this process's chunks that are not done; returns every chunk's digest."""
     digests = []
@@ -336,7 +325,7 @@ def run_chunks(
         if mine and done is None:
             lines, info = predict_chunk(predictor, chunk)
             store.write(chunk.index, lines, info)
-        progress.advance(len(chunk.posts), predicted=mine and done is None)
+        progress.update(len(chunk.posts))
     return digests
 
 
@@ -383,9 +372,12 @@ def predict_posts(
         return recorded["summary"]
     store = ChunkStore(out / CHUNKS)
     predictor = make_predictor(cfg, target, symptoms, precision, state.device)
-    progress = Progress.start(total, enabled=state.is_main_process)
+    # posts/s and ETA (the main process's view: every process passes every post)
+    progress = tqdm(
+        total=total, unit="post", desc="predict", delay=2, disable=not state.is_main_process
+    )
     digests = run_chunks(predictor, source, chunk_posts, store, state, progress)
-    progress.bar.close()
+    progress.close()
     state.wait_for_everyone()
     if not state.is_main_process:
         return {}
