@@ -95,6 +95,7 @@ def test_chunked_output_is_byte_identical_to_one_chunk(run, posts_file, referenc
     assert order == [(p, s) for p in ids for s in SYMPTOMS.split(",")]  # input order
     summary = json.loads((tmp_path / "out" / "predict.json").read_text())["summary"]
     assert summary["posts"] == 90 and len(summary["digests"]) == 13  # ceil(90 / 7)
+    assert summary["input"]["bytes"] == posts_file.stat().st_size
 
 
 def _kill_after_chunks(cmd, out: Path, chunks: int) -> None:

@@ -43,7 +43,7 @@ from lib.data.corpus import Post, iter_posts, load_posts
 from lib.data.examples import build_examples
 from lib.data.features import build_features
 from lib.data.sentences import split_sentences
-from lib.errors import UserError
+from lib.errors import RunError, UserError
 from lib.evaluation.decoding import Prediction, ScoredSpan
 from lib.evaluation.evaluate_run import (
     EvalData,
@@ -57,7 +57,13 @@ from lib.evaluation.inference import eval_loader, inference_runner, local_logits
 from lib.evaluation.ranking import SentenceId, rank_sentences
 from lib.evaluation.scoring import evaluate_examples
 from lib.evaluation.trec import run_lines
-from lib.files import json_line, read_json_object, write_atomically, write_json_atomic
+from lib.files import (
+    json_line,
+    read_json_object,
+    strict_json,
+    write_atomically,
+    write_json_atomic,
+)
 from lib.model.cpu_speedups import apply_cpu_speedups
 from lib.run_dir import claim_dir, sha256
 
@@ -250,7 +256,7 @@ def check_settings(out: Path, settings: Mapping) -> dict:
         return {"settings": settings}
     recorded = read_json_object(path)
     before = json.loads(json.dumps(recorded.get("settings")))
-    now = json.loads(json.dumps(settings))  # compared as JSON: tuples are lists there
+    now = json.loads(json.dumps(strict_json(settings)))  # as written: lists, null for inf
     for key in now:
         if not isinstance(before, dict) or before.get(key) != now[key]:
             raise UserError(
@@ -283,6 +289,10 @@ class TopSentences:
 
 def merge_chunks(out: Path, store: ChunkStore, n_chunks: int, tag: str) -> dict:
     """predictions.jsonl (the chunks in input order) and `<tag>.trec`; returns the totals."""
+    records = [store.record(index) for index in range(n_chunks)]
+    missing = [index for index, info in enumerate(records) if info is None]
+    if missing:  # every process has finished: a missing chunk is a bug, not a user mistake
+        raise RunError(f"{store.folder}: chunks {missing[:5]} were not written; run again")
     top = TopSentences()
     totals: dict = {"posts": 0, "windows": 0, "evidence": {}}
 
@@ -296,11 +306,10 @@ def merge_chunks(out: Path, store: ChunkStore, n_chunks: int, tag: str) -> dict:
                         dst.write(line)
 
     write_atomically(out / "predictions.jsonl", concatenate)
-    for index in range(n_chunks):
-        info = store.record(index) or {}
-        totals["posts"] += info.get("posts", 0)
-        totals["windows"] += info.get("windows", 0)
-        for symptom, n in info.get("evidence", {}).items():
+    for info in records:
+        totals["posts"] += info["posts"]
+        totals["windows"] += info["windows"]
+        for symptom, n in info["evidence"].items():
             totals["evidence"][symptom] = totals["evidence"].get(symptom, 0) + n
     lines = run_lines(top.scores, tag, depth=RUN_DEPTH)
     write_atomically(
@@ -386,6 +395,8 @@ def predict_posts(
     summary = {
         **totals,
         "seconds": round(seconds, 3),
+        # provenance: the file as predicted (a rerun compares the digests, i.e. the posts)
+        "input": {"path": str(source), "bytes": source.stat().st_size, "sha256": sha256(source)},
         "digests": digests,
     }
     write_json_atomic(out / SETTINGS_FILE, {"settings": settings, "summary": summary})
