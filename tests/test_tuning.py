@@ -122,6 +122,9 @@ def test_ctrl_c_records_the_running_trial_and_writes_the_summary(tmp_path, tune_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell that starts pytest in the background (`cmd &`) ignores SIGINT in it, and an
+        # ignored signal stays ignored across exec: Python would never raise KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     storage = f"sqlite:///{tmp_path}/optuna.db"
     deadline = time.monotonic() + 300
