@@ -139,6 +139,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.evaluate import cpu_name, postprocess_qa_predictions  # noqa: E402
+from bench.tiny_model import save_tiny_qa_base  # noqa: E402
 from lib.config import load_config  # noqa: E402
 from lib.data.corpus import load_posts  # noqa: E402
 from lib.data.examples import symptom_question  # noqa: E402
@@ -151,21 +152,9 @@ from lib.evaluation.evaluate_run import (  # noqa: E402
 )
 from lib.files import write_json_atomic, write_text_atomic  # noqa: E402
 from lib.model.host_memory import keep_freed_memory  # noqa: E402
-from lib.model.pretrained import resolve_model_dir  # noqa: E402
 
 DEMO_POSTS = ROOT / "data" / "demo" / "posts.csv"
 DEMO_ANNOTATIONS = ROOT / "data" / "demo" / "annotations.csv"
-# A tiny random BERT with MiniLM's vocabulary (tests/conftest.py's tiny_qa_dir): the model costs
-# little, so the memory measured is the pipeline's.
-TINY_SIZES = {
-    "vocab_size": 30522,
-    "hidden_size": 36,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 3,
-    "intermediate_size": 37,
-    "max_position_embeddings": 128,
-    "type_vocab_size": 2,
-}
 TINY_OVERRIDES = [  # tests/conftest.py's _tiny_overrides, with 2 symptoms and 128-token windows
     f"data.posts={DEMO_POSTS}",
     f"data.annotations={DEMO_ANNOTATIONS}",
@@ -217,13 +206,9 @@ def train_run(cfg_file: Path | None, overrides: list[str], work: Path, name: str
 
 
 def make_tiny_run(work: Path) -> Path:
-    """The tiny random BERT saved by transformers + MiniLM's tokenizer, trained 5 steps."""
-    import transformers
-
-    base = work / "tiny-base"
-    torch.manual_seed(0)
-    transformers.BertModel(transformers.BertConfig(**TINY_SIZES)).save_pretrained(base)
-    shutil.copy(resolve_model_dir("minilm-l6") / "tokenizer.json", base / "tokenizer.json")
+    """bench/tiny_model.py's tiny random BERT (the model costs little, so the memory measured is
+    the pipeline's), trained 5 steps."""
+    base = save_tiny_qa_base(work / "tiny-base")
     return train_run(None, [f"model.name={base}", *TINY_OVERRIDES], work, "tiny-run")
 
 

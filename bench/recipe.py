@@ -98,7 +98,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +113,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.tiny_model import save_tiny_qa_base  # noqa: E402
 from lib.config import load_config, with_overrides  # noqa: E402
 from lib.data.corpus import Example  # noqa: E402
 from lib.data.dataset import build_dataset  # noqa: E402
@@ -122,7 +122,7 @@ from lib.evaluation.decoding import Prediction, ScoredSpan  # noqa: E402
 from lib.evaluation.metrics import compute_metrics  # noqa: E402
 from lib.files import write_json_atomic, write_text_atomic  # noqa: E402
 from lib.model.hf_weights import read_config  # noqa: E402
-from lib.model.pretrained import minilm_dir, resolve_model_dir  # noqa: E402
+from lib.model.pretrained import resolve_model_dir  # noqa: E402
 from lib.training.optimization import new_accelerator  # noqa: E402
 
 SIDES = ("ours", "recipe", "recipe-our-lr")
@@ -132,15 +132,7 @@ LABELS = {"ours": "ours", "recipe": "recipe", "recipe-our-lr": "recipe, our lr/e
 RECIPE = {"lr": 3e-5, "epochs": 2, "batch_size": 12, "eval_batch_size": 8, "max_grad_norm": 1.0}
 COLORS = ("#0969da", "#bc4c00", "#1a7f37")  # lib.evaluation.svg_charts' palette
 SUMMARY = ("sentence_f1", "sentence_precision", "sentence_recall", "exact", "f1")
-# --smoke: a tiny random BERT with MiniLM's tokenizer (as tests/conftest.py's tiny_qa_dir).
-SMOKE_SIZES = {
-    "vocab_size": 30522,
-    "hidden_size": 36,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 3,
-    "intermediate_size": 37,
-    "max_position_embeddings": 128,
-}
+# --smoke: bench/tiny_model.py's tiny random BERT.
 SMOKE_OVERRIDES = [
     "data.symptoms=['SLEEP_ISSUES', 'FATIGUE']",
     "data.semantic_model=none",  # no sentence encoder to load
@@ -183,16 +175,6 @@ def common_settings(args, threads: int) -> dict:
         "smoke": args.smoke,
         "overrides": list(args.overrides),
     }
-
-
-def make_smoke_model(folder: Path) -> None:
-    """A random transformers BertModel (no QA head, as a base checkpoint) + MiniLM's tokenizer."""
-    import transformers
-
-    torch.manual_seed(0)
-    transformers.BertModel(transformers.BertConfig(**SMOKE_SIZES)).save_pretrained(folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(minilm_dir() / name, folder / name)
 
 
 def summary(metrics: dict) -> dict:
@@ -822,7 +804,7 @@ def main() -> None:
     threads = args.threads or torch.get_num_threads()
     load_before = os.getloadavg()[0]
     if args.smoke and not (args.out / "smoke-model" / "config.json").is_file():
-        make_smoke_model(args.out / "smoke-model")
+        save_tiny_qa_base(args.out / "smoke-model", TOKENIZER_FILES)
     for side in (s for s in SIDES if s in args.sides.split(",")):
         run_side(side, args, threads)
     results = report(args.out, common_settings(args, threads), load_before)

@@ -54,22 +54,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def tiny_qa_dir(tmp_path_factory, minilm_dir) -> Path:
-    """A tiny random BERT (odd sizes) with MiniLM's real tokenizer, so the demo corpus tokenises
-    into real word pieces and a few seconds of CPU training learn something."""
-    import shutil
+def tiny_qa_dir(tmp_path_factory) -> Path:
+    """bench/tiny_model.py's tiny random BERT base with MiniLM's tokenizer."""
+    from bench.tiny_model import save_tiny_qa_base
 
-    import torch
-    import transformers
+    return save_tiny_qa_base(tmp_path_factory.mktemp("tiny_qa"))
 
-    folder = tmp_path_factory.mktemp("tiny_qa")
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        **{**TINY_CONFIG, "vocab_size": 30522, "max_position_embeddings": 128}
-    )
-    transformers.BertModel(config).save_pretrained(folder)
-    shutil.copy(minilm_dir / "tokenizer.json", folder / "tokenizer.json")
-    return folder
+
+@pytest.fixture
+def run_bench_smoke(tmp_path):
+    """`run_bench_smoke("bench/X.py", *options)`: the benchmark's `--smoke` run writing into
+    tmp_path, offline; fails the test with the end of its stderr unless it exits 0."""
+    import subprocess
+    import sys
+
+    def run(script: str, *options: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, script, "--smoke", *options, "--out", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,10 @@
 """bench/gpu.py --smoke: the GPU benchmark's code runs end to end on a CPU (no timing asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_gpu_bench_smoke_writes_its_table(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "bench/gpu.py", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_gpu_bench_smoke_writes_its_table(tmp_path, run_bench_smoke):
+    run_bench_smoke("bench/gpu.py")
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert [(r["model"], r["mode"]) for r in report["rows"]] == [
         ("ours", "eager"),

@@ -4,29 +4,15 @@ results.json and table.md with finite numbers (no timing asserted)."""
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def finite(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def test_predict_bench_smoke_writes_its_report(tmp_path):
-    proc = subprocess.run(
-        # one thread: the run is tiny, and the test suite may be sharing the cores
-        [sys.executable, "bench/predict.py", "--smoke", "--threads", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_predict_bench_smoke_writes_its_report(tmp_path, run_bench_smoke):
+    # one thread: the run is tiny, and the test suite may be sharing the cores
+    run_bench_smoke("bench/predict.py", "--threads", "1")
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
 
     memory = results["memory"]

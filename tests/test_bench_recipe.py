@@ -3,27 +3,14 @@ and writes results.json, table.md and recipe.svg (no timing asserted)."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 SIDES = ("ours", "recipe", "recipe-our-lr")
 
 
-def test_recipe_bench_smoke_writes_its_report(tmp_path):
-    proc = subprocess.run(
-        # one thread: the run is tiny, and the test suite may be sharing the cores
-        [sys.executable, "bench/recipe.py", "--smoke", "--threads", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_recipe_bench_smoke_writes_its_report(tmp_path, run_bench_smoke):
+    # one thread: the run is tiny, and the test suite may be sharing the cores
+    run_bench_smoke("bench/recipe.py", "--threads", "1")
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert list(results["sides"]) == list(SIDES)
     for name, side in results["sides"].items():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tiny import DEMO_GENERATOR, load_demo_generator
 
 from lib.data.corpus import load_annotations, load_posts
 from lib.data.examples import build_examples
@@ -17,18 +17,9 @@ from lib.symptoms import DSM_SYMPTOMS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data" / "demo"
-GENERATOR = DEMO / "generate.py"  # a tool beside the corpus it writes, not library code
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("demo_generate", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-_generator = _load_generator()
+_generator = load_demo_generator()
 demo_posts, generate_demo_corpus = _generator.demo_posts, _generator.generate_demo_corpus
 
 
@@ -108,7 +99,7 @@ def test_every_alignment_rule_fires_and_few_rows_fail(corpus):
 def test_cli_writes_both_files(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, str(GENERATOR), str(out), "--posts", "7", "--seed", "5"],
+        [sys.executable, str(DEMO_GENERATOR), str(out), "--posts", "7", "--seed", "5"],
         cwd=ROOT,
         capture_output=True,
         text=True,

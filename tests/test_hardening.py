@@ -144,10 +144,10 @@ def test_a_setup_that_breaks_mid_study_stops_it(tmp_path, tiny_overrides):
     )
     calls = []
 
-    def train_fn(trial_cfg, on_evaluate=None):
+    def train_fn(trial_cfg, on_evaluate=None, data_cache=None):
         calls.append(trial_cfg)
         posts.unlink()  # the corpus vanished: every further trial would fail the same way
-        return train(trial_cfg, on_evaluate=on_evaluate)
+        return train(trial_cfg, on_evaluate=on_evaluate, data_cache=data_cache)
 
     with pytest.raises(UserError, match="the study stopped: .*posts.csv"):
         run_study(cfg, train_fn=train_fn)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import statistics
 import subprocess
@@ -12,23 +11,15 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
+from tiny import DEMO_GENERATOR, load_demo_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data" / "demo"
 PARAPHRASED = ROOT / "data" / "paraphrased"
-GENERATOR = DEMO / "generate.py"  # a tool beside the corpus it writes, not library code
 OPS = set("merge reorder keep_clause split fillers synonyms tense person reword".split())
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("demo_generate", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-_generator = _load_generator()
+_generator = load_demo_generator()
 
 
 def _rows(text: str) -> list[dict[str, str]]:
@@ -145,7 +136,7 @@ def test_every_operation_is_used(joined):
 def test_cli_writes_the_three_files(tmp_path):
     out = tmp_path / "paraphrased"
     result = subprocess.run(
-        [sys.executable, str(GENERATOR), str(out), "--posts", "7", "--seed", "5"]
+        [sys.executable, str(DEMO_GENERATOR), str(out), "--posts", "7", "--seed", "5"]
         + ["--variant", "paraphrased"],
         cwd=ROOT,
         capture_output=True,

@@ -6,18 +6,20 @@ transposed or mis-split tensor cannot pass by having the right shape.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import torch
 
+from bench.tiny_model import TINY_SIZES
 from lib.model.bert import BertConfig
 
-# Hugging Face config.json fields; the dropout rates are the checkpoint defaults.
+# Hugging Face config.json fields (bench/tiny_model.py's sizes, 41 positions); the dropout rates
+# are the checkpoint defaults.
 TINY_CONFIG = {
-    "hidden_size": 36,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 3,
-    "intermediate_size": 37,
+    **TINY_SIZES,
     "max_position_embeddings": 41,
-    "type_vocab_size": 2,
     "hidden_dropout_prob": 0.1,
     "attention_probs_dropout_prob": 0.1,
 }
@@ -46,3 +48,18 @@ def random_batch(config, batch: int = 3, seq_len: int = 13, seed: int = 0):
 def max_diff_on_tokens(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> float:
     """Largest |ours - theirs| over the real (unpadded) tokens."""
     return (ours - theirs)[mask.bool()].abs().max().item()
+
+
+# The demo corpus generator: a tool beside the corpus it writes, not library code.
+DEMO_GENERATOR = Path(__file__).resolve().parent.parent / "data" / "demo" / "generate.py"
+
+
+def load_demo_generator():
+    """data/demo/generate.py as a module (loaded once per process)."""
+    if "demo_generate" in sys.modules:
+        return sys.modules["demo_generate"]
+    spec = importlib.util.spec_from_file_location("demo_generate", DEMO_GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module

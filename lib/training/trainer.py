@@ -1,7 +1,7 @@
 """Fine-tuning: one Accelerate loop, `train(cfg) -> metrics` (DESIGN §7).
 
-Set-up follows Accelerate's order: seed → data → model → optimizer → scheduler → one `prepare`.
-Gradient accumulation goes through `accelerator.accumulate`, mixed precision through
+Set-up: data (lib.training.prepared_data), then Accelerate's order: seed → model → optimizer →
+scheduler → one `prepare`. Gradient accumulation goes through `accelerator.accumulate`, mixed precision through
 `Accelerator(mixed_precision=...)`, evaluation through `gather_for_metrics` (lib.evaluation.inference), and
 checkpoints through `save_state`/`load_state` + `skip_first_batches`, so a run killed at any moment
 resumes from its last checkpoint and ends where the uninterrupted run would have.
@@ -33,15 +33,14 @@ from tqdm.auto import tqdm
 
 from lib.config import Config, dump_config, with_overrides
 from lib.data.batching import TrainingBatches, WindowDataset, collate_windows
-from lib.data.dataset import Dataset, build_dataset
-from lib.data.features import Features, build_features
-from lib.data.sentences import split_sentences
+from lib.data.dataset import Dataset
+from lib.data.features import Features
 from lib.errors import UserError
 from lib.evaluation.inference import eval_loader, predict_logits
 from lib.evaluation.scoring import EvalResult, evaluate_examples
 from lib.files import write_json_atomic, write_text_atomic
 from lib.model.cpu_speedups import apply_cpu_speedups
-from lib.model.pretrained import load_qa_model, load_tokenizer, save_qa_model
+from lib.model.pretrained import load_qa_model, save_qa_model
 from lib.run_dir import (
     TrainerState,
     checkpoint_tmp_path,
@@ -59,7 +58,8 @@ from lib.training.optimization import (
     new_optimizer,
     resolve_mixed_precision,
 )
-from lib.training.run_setup import check_training_data, preflight, resolve_run
+from lib.training.prepared_data import DataCache, prepare_data
+from lib.training.run_setup import preflight, resolve_run
 from lib.training.step import RunningMean, TrainingError, training_step
 
 log = logging.getLogger("lib.training.trainer")
@@ -88,18 +88,23 @@ def _close_file_log(run_dir: Path) -> None:
 
 
 def train(
-    cfg: Config, *, on_evaluate: Callable[[int, dict[str, float]], None] | None = None
+    cfg: Config,
+    *,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+    data_cache: DataCache | None = None,
 ) -> dict:
     """Fine-tune, keep the best model in the run directory, return what metrics.json holds.
 
     `on_evaluate(step, val_metrics)` is called after every validation (tune.py reports to Optuna
-    there and may raise optuna.TrialPruned to stop the run). A new run that fails before its
-    first checkpoint leaves nothing behind, so the same command can simply be run again.
+    there and may raise optuna.TrialPruned to stop the run). `data_cache` (tune.py's, shared by
+    its trials) reuses the data a previous run prepared from the same files and settings. A new
+    run that fails before its first checkpoint leaves nothing behind, so the same command can
+    simply be run again.
     """
     preflight(cfg)
     cfg, run_dir, resume_from = resolve_run(cfg)
     try:
-        metrics = _train(cfg, run_dir, resume_from, on_evaluate)
+        metrics = _train(cfg, run_dir, resume_from, on_evaluate, data_cache)
     except BaseException:
         _close_file_log(run_dir)  # before its folder may go
         if resume_from is None and PartialState().is_main_process:
@@ -132,8 +137,10 @@ class TrainingRun:
     started: float = field(default_factory=time.perf_counter)
 
 
-def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) -> dict:
-    run = _set_up(cfg, run_dir, resume_from)
+def _train(
+    cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate, data_cache: DataCache | None
+) -> dict:
+    run = _set_up(cfg, run_dir, resume_from, data_cache)
     trainer = TrainerState()
     if resume_from is not None:
         remove_stale_temporaries(run_dir)
@@ -151,23 +158,6 @@ def _train(cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate) ->
 
 
 # ---------------------------------------------------------------- set-up
-
-
-def _load_data(cfg: Config) -> tuple[Dataset, Tokenizer, dict[str, Features], dict]:
-    """The examples of every split, their feature windows and the posts' sentences."""
-    dataset = build_dataset(cfg.data)
-    check_training_data(dataset, cfg.data.split)
-    tokenizer = load_tokenizer(cfg.model.name)
-    featurize = partial(
-        build_features,
-        tokenizer=tokenizer,
-        max_length=cfg.features.max_length,
-        doc_stride=cfg.features.doc_stride,
-        max_question_length=cfg.features.max_question_length,
-    )
-    features = {name: featurize(examples) for name, examples in dataset.splits.items() if examples}
-    sentences = {pid: split_sentences(post.text) for pid, post in dataset.posts.items()}
-    return dataset, tokenizer, features, sentences
 
 
 def _loaders(cfg: Config, features: dict[str, Features], pad_id: int):
@@ -236,15 +226,21 @@ def _open_run_dir(cfg: Config, run_dir: Path, dataset: Dataset, resuming: bool) 
         write_json_atomic(run_dir / "alignment.json", dataset.report.to_json())
 
 
-def _set_up(cfg: Config, run_dir: Path, resume_from: Path | None) -> TrainingRun:
-    """Seed -> data -> model -> optimizer -> scheduler -> one `prepare` (Accelerate's order)."""
+def _set_up(
+    cfg: Config, run_dir: Path, resume_from: Path | None, data_cache: DataCache | None
+) -> TrainingRun:
+    """Data -> seed -> model -> optimizer -> scheduler -> one `prepare` (Accelerate's order)."""
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
     state = PartialState()
-    set_seed(t.seed)
     # Data first: a bad corpus or model name fails here, before anything is written.
-    dataset, tokenizer, features, sentences = _load_data(cfg)
+    data = data_cache.get(cfg) if data_cache is not None else prepare_data(cfg)
+    # Seeded after the data: preparing it may draw random numbers (the alignment's sentence
+    # encoder is built before its weights load) and a cached preparation draws none, so the
+    # model's initialisation must not depend on which happened.
+    set_seed(t.seed)
+    dataset, tokenizer, features = data.dataset, data.windows.tokenizer, data.windows.features
     train_loader, eval_loaders = _loaders(cfg, features, tokenizer.token_to_id("[PAD]"))
     model, optimizer, scheduler = _model_and_optimizer(cfg, len(train_loader), state.num_processes)
     _open_run_dir(cfg, run_dir, dataset, resume_from is not None)
@@ -282,7 +278,7 @@ def _set_up(cfg: Config, run_dir: Path, resume_from: Path | None) -> TrainingRun
         run_dir=run_dir,
         dataset=dataset,
         features=features,
-        sentences=sentences,
+        sentences=data.sentences,
         tokenizer=tokenizer,
         accelerator=accelerator,
         model=model,

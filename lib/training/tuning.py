@@ -26,19 +26,20 @@ import logging
 import os
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from lib.config import Config, with_overrides
-from lib.data.dataset import build_dataset
 from lib.errors import UserError, os_reason
 from lib.files import write_json_atomic, write_text_atomic
-from lib.model.pretrained import load_qa_model, load_tokenizer
+from lib.model.pretrained import load_qa_model
 from lib.run_dir import check_writable_dir, claim_dir, created_here, refuse_unless_ours
-from lib.training.run_setup import check_training_data, preflight
+from lib.training.prepared_data import DataCache
+from lib.training.run_setup import preflight
 
 log = logging.getLogger("lib.training.tuning")
 
@@ -137,11 +138,14 @@ class StudyState:
     """What the trials of one tune.py process learn about the study as a whole."""
 
     setup_error: UserError | None = None  # the user's setup is broken: stop, do not burn trials
+    # the data the last trial trained on: the next one reuses what its settings leave unchanged
+    data: DataCache = field(default_factory=DataCache)
 
 
-def check_setup(cfg: Config) -> None:
+def check_setup(cfg: Config, data: DataCache) -> None:
     """Everything every trial needs, checked once before the study exists (and again when a
-    trial fails with a user error, to tell the setup's fault from the trial's)."""
+    trial fails with a user error, to tell the setup's fault from the trial's). The data it
+    prepares stays in `data` for the first trial."""
     if not cfg.tune.space:
         raise UserError("tune.space is empty: declare what to search in [tune.space]")
     folder = study_dir(cfg)
@@ -149,9 +153,8 @@ def check_setup(cfg: Config) -> None:
     refuse_unless_ours(folder / "best", "the study's best/ folder", "run")
     check_storage(cfg.tune.storage)
     preflight(cfg)
-    check_training_data(build_dataset(cfg.data), cfg.data.split)
+    data.get(cfg)  # the corpus loads, aligns and splits; the tokenizer loads and cuts windows
     load_qa_model(cfg.model.name)  # the weights load, the tokenizer fits them
-    load_tokenizer(cfg.model.name)
 
 
 def _recover_best(folder: Path) -> None:
@@ -230,7 +233,7 @@ def make_objective(cfg: Config, train_fn, study_state: StudyState):
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after evaluation {evaluations} (step {step})")
 
-            result = train_fn(trial_cfg, on_evaluate=report)
+            result = train_fn(trial_cfg, on_evaluate=report, data_cache=study_state.data)
             value = result["val"][metric]
             _keep_if_best(run_dir, study_dir(cfg), trial.number, value)
             return value
@@ -253,7 +256,7 @@ def _stop_if_setup_broken(cfg: Config, study: optuna.Study, study_state: StudySt
     """A user error is the trial's own (a bad combination of its parameters) unless the setup
     itself no longer passes its checks -- then every further trial would fail the same way."""
     try:
-        check_setup(cfg)
+        check_setup(cfg, study_state.data)
     except UserError as err:
         study_state.setup_error = err
         study.stop()
@@ -285,7 +288,8 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
     """Run `tune.n_trials` more trials (or until `tune.timeout`), then write the summary."""
     if train_fn is None:
         from lib.training.trainer import train as train_fn
-    check_setup(cfg)  # before the study or its folder exists
+    study_state = StudyState()
+    check_setup(cfg, study_state.data)  # before the study or its folder exists
     storage = open_storage(cfg.tune.storage)
     study = optuna.create_study(
         study_name=cfg.tune.study_name,
@@ -296,7 +300,6 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
         load_if_exists=True,
     )
     claim_dir(study_dir(cfg), "study")
-    study_state = StudyState()
     try:
         study.optimize(
             make_objective(cfg, train_fn, study_state),
@@ -313,7 +316,7 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
     if study_state.setup_error is not None:
         write_summary(cfg, study, train_fn, retrain=False)
         raise UserError(f"the study stopped: {study_state.setup_error}")
-    return write_summary(cfg, study, train_fn)
+    return write_summary(cfg, study, partial(train_fn, data_cache=study_state.data))
 
 
 def write_summary(cfg: Config, study: optuna.Study, train_fn, retrain: bool = True) -> dict:
