@@ -196,6 +196,13 @@ def test_top_sentences_keep_exactly_the_best_ranked(tmp_path):
     for post in range(40):
         scores = [rng.choice([None, 0.5, 1.0, rng.random()]) for _ in range(rng.randint(0, 4))]
         top.add("S", f"p{post:02d}", scores)
-        everything.update({(f"p{post:02d}", i): s for i, s in enumerate(scores) if s is not None})
+        everything.update(
+            {(f"p{post:02d}", i): float("-inf") if s is None else s for i, s in enumerate(scores)}
+        )
     kept = top.scores["S"]
     assert rank_sentences(kept)[:5] == rank_sentences(everything)[:5]
+
+    # null (-inf in strict JSON) is ranked last, not dropped: the in-memory run file has it too
+    few = TopSentences(depth=5)
+    few.add("S", "p", [None, 0.25])
+    assert rank_sentences(few.scores["S"]) == [("p", 1), ("p", 0)]

@@ -279,10 +279,11 @@ class TopSentences:
     scores: dict[str, dict[SentenceId, float]] = field(default_factory=dict)
 
     def add(self, symptom: str, post_id: str, values: Sequence[float | None]) -> None:
+        """`values` as predictions.jsonl holds them: null is -inf (a sentence no candidate span
+        reaches; strict JSON has no infinities), ranked last, as the in-memory evaluation does."""
         kept = self.scores.setdefault(symptom, {})
         for index, score in enumerate(values):
-            if score is not None:
-                kept[(post_id, index)] = score
+            kept[(post_id, index)] = float("-inf") if score is None else score
         if len(kept) > 2 * self.depth:
             self.scores[symptom] = {s: kept[s] for s in rank_sentences(kept)[: self.depth]}
 
