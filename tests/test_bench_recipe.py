@@ -21,6 +21,9 @@ def test_recipe_bench_smoke_writes_its_report(tmp_path, run_bench_smoke):
         assert all(0.0 <= row["val_sentence_f1"] <= 1.0 for row in side["epochs"])
         times = [row["elapsed_s"] for row in side["epochs"]]
         assert times == sorted(times) and times[0] > 0
+        if name != "ours":  # the best null threshold does at least as well as the recipe's 0
+            for row in side["epochs"]:
+                assert row["val_sentence_f1"] <= row["val_sentence_f1_tuned_threshold"] <= 1.0
     data = results["sides"]["recipe"]["data"]
     assert data["windows"] == data["lib_windows"]  # stride = doc_stride: the same windows
     assert set(results["time_to_quality"]) == {"recipe", "recipe-our-lr"}
