@@ -115,10 +115,10 @@ class DataCache:
         data_key, feats_key = dataset_key(cfg), windows_key(cfg)
         if self._data is not None and self._data[:2] == (data_key, feats_key):
             return self._data[2]
+        self._data = None  # the old ones are dropped before the new ones are built
         if self._dataset is None or self._dataset[0] != data_key:
-            self._dataset, self._data = None, None  # drop the old one before building the new
+            self._dataset = None
             self._dataset = (data_key, load_dataset(cfg))
         dataset = self._dataset[1]
-        self._data = None
         self._data = (data_key, feats_key, assemble(dataset, cut_windows(cfg, dataset)))
         return self._data[2]
