@@ -93,16 +93,17 @@ def predict(args, symptoms: list[str] | None) -> int:
     )
     from lib.evaluation.predict_stream import (
         DEFAULT_CHUNK_POSTS,
+        FOLDER_KIND,
         predict_posts,
         render_predict_report,
         summary_line,
     )
-    from lib.training.optimization import resolve_mixed_precision
+    from lib.training.optimization import evaluation_precision
 
     state = PartialState()
     target = resolve_target(args.run_dir)
     cfg = load_run_config(target.run_dir, args.overrides)
-    out = output_folder(target, "predict", args.out)
+    out = output_folder(target, "predict", args.out, FOLDER_KIND)
     symptoms = chosen_symptoms(cfg, symptoms)
     summary = predict_posts(
         target,
@@ -111,9 +112,7 @@ def predict(args, symptoms: list[str] | None) -> int:
         symptoms=symptoms,
         out=out,
         chunk_posts=args.chunk_posts or DEFAULT_CHUNK_POSTS,
-        precision=resolve_mixed_precision(
-            args.precision or cfg.train.mixed_precision, state.device
-        ),
+        precision=evaluation_precision(args.precision, cfg.train.mixed_precision, state.device),
     )
     if state.is_main_process:
         if args.html:

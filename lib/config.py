@@ -242,6 +242,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def _field_type(parts: list[str]) -> Any:
+    """The annotation of the config key `parts` names, None when it names none."""
+    tp: Any = Config
+    for part in parts:
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = typing.get_type_hints(tp).get(part)
+    return tp
+
+
 def _nest(parts: list[str], value: Any) -> dict:
     for part in reversed(parts):
         value = {part: value}
@@ -262,6 +272,8 @@ def load_config(
         values = _merge(values, _read_toml(overlay))
     for text in overrides:
         parts, value = parse_override(text)
+        if _field_type(parts) is str and not isinstance(value, str):
+            value = text.split("=", 1)[1].strip()  # train.run_name=2024-05-01 names a run
         if parts[:2] == ["tune", "space"] and len(parts) > 2:
             # tune.space.train.lr={low=1e-5, high=1e-4} names one search dimension
             space = dict(values.get("tune", {}).get("space", {}))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+import types
+import typing
+from typing import TYPE_CHECKING, Any
 
 from lib.errors import UserError, did_you_mean
 from lib.evaluation.metrics import METRIC_NAMES, RANKING_MEANS, is_valid_metric
@@ -34,7 +36,91 @@ def flatten_space(space: dict, prefix: str = "") -> dict[str, dict]:
     return flat
 
 
+def space_field_type(cfg: Config, dotted: str) -> Any:
+    """The annotation of the config field a search-space key names (`train.batch_size` -> int)."""
+    section, _, name = dotted.partition(".")
+    return typing.get_type_hints(type(getattr(cfg, section)))[name]
+
+
+def is_int_field(tp: Any) -> bool:
+    """A plain int setting: its low/high range is searched over integers."""
+    return tp is int
+
+
+def _field_types(tp: Any) -> tuple:
+    origin = typing.get_origin(tp)
+    return typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether a trial may set the field annotated `tp` to `value` (lib.config's coercion)."""
+    for option in _field_types(tp):
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if option is float and _is_number(value):
+            return True
+        if option in (bool, str) and isinstance(value, option):
+            return True
+    return False
+
+
+def _type_words(tp: Any) -> str:
+    return " or ".join(getattr(t, "__name__", str(t)) for t in _field_types(tp))
+
+
+def _check_choices(key: str, dotted: str, spec: dict, tp: Any) -> None:
+    choices = spec["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise UserError(f"{key}: choices must be a non-empty list")
+    if set(spec) - {"choices"}:
+        raise UserError(f"{key}: give either choices or low/high, not both")
+    for choice in choices:
+        if not _fits(choice, tp):
+            raise UserError(
+                f"{key}: choice {choice!r} is not a valid value of {dotted}, which takes "
+                f"{_type_words(tp)}"
+            )
+
+
+def _check_range(key: str, dotted: str, spec: dict, tp: Any) -> None:
+    kinds = _field_types(tp)
+    if int not in kinds and float not in kinds:
+        raise UserError(
+            f"{key}: {dotted} takes {_type_words(tp)}, not a number range: give choices = [...]"
+        )
+    if "low" not in spec or "high" not in spec:
+        raise UserError(f"{key}: needs low and high (or choices)")
+    low, high = spec["low"], spec["high"]
+    if not all(_is_number(v) for v in (low, high)):
+        raise UserError(f"{key}: low and high must be finite numbers, got {low!r} and {high!r}")
+    integer = is_int_field(tp)
+    step = spec.get("step")
+    if integer and not all(isinstance(v, int) for v in (low, high)):
+        raise UserError(
+            f"{key}: {dotted} is an int setting: low and high must be integers, got {low!r} and "
+            f"{high!r}"
+        )
+    if not low < high:
+        raise UserError(f"{key}: empty range, low={low} must be < high={high}")
+    if "log" in spec and not isinstance(spec["log"], bool):
+        raise UserError(f"{key}: log must be true or false, got {spec['log']!r}")
+    if spec.get("log") and low <= 0:
+        raise UserError(f"{key}: log scale needs low > 0, got low={low}")
+    if step is not None:
+        if spec.get("log"):
+            raise UserError(f"{key}: step and log cannot be combined")
+        if not _is_number(step) or step <= 0 or (integer and not isinstance(step, int)):
+            kind = "a positive integer" if integer else "a positive number"
+            raise UserError(f"{key}: step must be {kind}, got {step!r}")
+
+
 def _check_space(cfg: Config) -> None:
+    """Every search dimension names a tunable key and only proposes values of that key's type:
+    a mistake here would otherwise fail every trial of the study."""
     for dotted, spec in cfg.tune.space.items():
         key = f"tune.space.{dotted}"
         section, _, name = dotted.partition(".")
@@ -43,26 +129,16 @@ def _check_space(cfg: Config) -> None:
         fields = [f.name for f in dataclasses.fields(getattr(cfg, section))]
         if name not in fields:
             raise UserError(f"{key}: unknown config key{did_you_mean(name, fields, section + '.')}")
+        tp = space_field_type(cfg, dotted)
+        if not set(_field_types(tp)) & {int, float, bool, str}:
+            raise UserError(
+                f"{key}: {dotted} is a {_type_words(tp)} setting and cannot be searched; "
+                "tune.space takes number, true/false or text settings"
+            )
         if "choices" in spec:
-            if not isinstance(spec["choices"], list) or not spec["choices"]:
-                raise UserError(f"{key}: choices must be a non-empty list")
-            if set(spec) - {"choices"}:
-                raise UserError(f"{key}: give either choices or low/high, not both")
-            continue
-        if "low" not in spec or "high" not in spec:
-            raise UserError(f"{key}: needs low and high (or choices)")
-        low, high = spec["low"], spec["high"]
-        if not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in (low, high)
-        ):
-            raise UserError(f"{key}: low and high must be finite numbers, got {low!r} and {high!r}")
-        if not low < high:
-            raise UserError(f"{key}: empty range, low={low} must be < high={high}")
-        if spec.get("log") and low <= 0:
-            raise UserError(f"{key}: log scale needs low > 0, got low={low}")
-        if "step" in spec and spec.get("log"):
-            raise UserError(f"{key}: step and log cannot be combined")
+            _check_choices(key, dotted, spec, tp)
+        else:
+            _check_range(key, dotted, spec, tp)
 
 
 # accelerate's tracker names (accelerate.utils.LoggerType), spelled here so that a config is

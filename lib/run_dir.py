@@ -16,9 +16,13 @@ model rewrites four files that must agree (weights, config, tokenizer, the tuned
 config.toml); no set of renames is atomic, so the manifest is removed first and written last,
 and a run directory is accepted only when every file matches it (`verify_model_files`). A
 checkpoint is written under a `.tmp-` name, gets a manifest of every file's sha256, and is renamed
-when complete; resume verifies it against that manifest before trusting it (`usable_checkpoint`),
-because accelerate's `load_state` skips an unreadable RNG-state file with only a warning -- and
-then the resumed run is no longer the run it continues.
+when complete (a checkpoint of the same step already there is first set aside under `.old-`);
+resume verifies it against that manifest before trusting it (`usable_checkpoint`), because
+accelerate's `load_state` skips an unreadable RNG-state file with only a warning -- and then the
+resumed run is no longer the run it continues. A run folder whose creator died before its first
+checkpoint is emptied when its name is used again, unless it holds a model or metrics (a finished
+run whose checkpoints/ were deleted); emptying a run folder never removes a folder of ours of
+another kind inside it (an evaluation written while the run trained).
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ MANIFEST = "manifest.json"
 OWNER_FILE = ".spanbert-evidence.json"
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "config.toml")
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+ASIDE = ".old-"  # a finished checkpoint set aside while the same step is written again
+# What a run writes once it has a model worth keeping (_save_best, _finish; tune.py's best/,
+# which never has checkpoints). A run killed before that holds only config.toml, alignment.json
+# and train.log: nothing it cannot write again.
+RESULT_FILES = (*(name for name in MODEL_FILES if name != "config.toml"), MANIFEST, "metrics.json")
 
 
 @dataclass
@@ -69,22 +78,96 @@ class TrainerState:
 
 
 def claim_dir(path: Path, kind: str) -> None:
-    """Create `path` (it must not exist, or be an empty folder) and mark it as ours."""
+    """Create `path` (it must not exist, or be an empty folder) and mark it as ours.
+
+    A run folder is only ever claimed for a new run (resume never claims): one whose marker names
+    another process that is still running on this host is refused -- two train.py started in the
+    same second pick the same timestamped name. The first claim of a folder creates its marker
+    exclusively, so of two processes claiming at the same moment exactly one wins."""
     path = Path(path)
     refuse_unless_ours(path, "the folder", kind)
     previous = owner(path) or {}
+    if kind == "run" and previous:
+        _refuse_if_training(path, previous)
     made = previous.get("made_folder", False) if previous else not path.exists()
     # the folders above it that this call creates (runs/ on a first run): removed with it
     parents = previous.get("made_parents", 0) if previous else _missing_parents(path)
+    marker = {"kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
+    record = {**marker, "made_folder": made, "made_parents": parents, "time": time.time()}
     try:
         path.mkdir(parents=True, exist_ok=True)
-        marker = {"kind": kind, "pid": os.getpid(), "host": socket.gethostname()}
-        write_json_atomic(
-            path / OWNER_FILE,
-            {**marker, "made_folder": made, "made_parents": parents, "time": time.time()},
-        )
+        if kind == "run" and not previous:
+            _create_marker(path, record)
+        else:
+            write_json_atomic(path / OWNER_FILE, record)
+    except FileExistsError:  # another process's marker appeared after we looked
+        _refuse_if_training(path, owner(path) or {}, certain=True)
+        raise UserError(f"{path}: another process claimed this folder; try again") from None
     except OSError as err:
         raise path_error(path, "create the folder", err) from None
+
+
+def check_not_in_use(run_dir: Path) -> None:
+    """Before resuming: a run folder that another training still running on this host writes is
+    refused (a second `train.resume=latest` picks the live run: it has the newest checkpoint)."""
+    marker = owner(run_dir)
+    if marker is not None:  # (a run from before markers: nothing to tell)
+        _refuse_if_training(Path(run_dir), marker, advice="let it finish, or stop it first")
+
+
+def claim_for_resume(run_dir: Path) -> None:
+    """Resume: checked again (`check_not_in_use`), then the marker names this process, so that
+    another process sees the run is in use."""
+    check_not_in_use(run_dir)
+    marker = owner(run_dir)
+    if marker is not None:
+        record = {**marker, "pid": os.getpid(), "host": socket.gethostname()}
+        write_json_atomic(Path(run_dir) / OWNER_FILE, record)
+
+
+def _create_marker(folder: Path, record: dict) -> None:
+    """Write the marker complete under a temporary name, then link it into place: the link fails
+    (FileExistsError) when a marker is already there, where a rename would replace it."""
+    temp = folder / f"{OWNER_FILE}.{os.getpid()}.claim"  # refuse_unless_ours skips these names
+    write_json_atomic(temp, record)
+    try:
+        os.link(temp, folder / OWNER_FILE)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: the last writer wins, as before
+        os.replace(temp, folder / OWNER_FILE)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _refuse_if_training(
+    path: Path, marker: dict, certain: bool = False, advice: str = "choose another train.run_name"
+) -> None:
+    """A UserError when `marker` names another process that is still running on this host (or,
+    `certain`, that has just claimed the folder, whatever we can tell about it)."""
+    state = _writer_state(marker)
+    if state == "running" or (certain and state != "self"):
+        raise UserError(
+            f"run directory {path} is being written by another training "
+            f"(pid {marker.get('pid', '?')}); {advice}"
+        )
+
+
+def _writer_state(marker: dict) -> str:
+    """Whether the process that wrote `marker` is "self" (this one), "running" or "gone" (on
+    this host), or "unknown" (another host, or no usable pid)."""
+    pid = marker.get("pid")
+    if marker.get("host") != socket.gethostname() or type(pid) is not int or pid <= 0:
+        return "unknown"
+    if pid == os.getpid():
+        return "self"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except OSError:  # EPERM: it exists, another user's
+        return "running"
+    return "running"
 
 
 def _missing_parents(path: Path) -> int:
@@ -126,7 +209,8 @@ def refuse_unless_ours(path: Path, what: str, kind: str) -> None:
         raise UserError(f"{path}: {what} is a file; move it away or choose another name")
     marker = owner(path)
     # (our own marker being written by a concurrent process is not "someone else's file")
-    foreign = [p for p in path.iterdir() if not p.name.startswith("." + OWNER_FILE)]
+    writing = ("." + OWNER_FILE, OWNER_FILE + ".")
+    foreign = [p for p in path.iterdir() if not p.name.startswith(writing)]
     if foreign and marker is None:
         raise UserError(
             f"{path}: {what} exists and was not written by this project; refusing to write "
@@ -134,9 +218,13 @@ def refuse_unless_ours(path: Path, what: str, kind: str) -> None:
         )
     if marker is not None and marker.get("kind") != kind:
         raise UserError(
-            f"{path}: {what} is a {marker.get('kind')} folder of this project, not "
-            f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} folder; choose another name"
+            f"{path}: {what} is {_a(str(marker.get('kind')))} folder of this project, not "
+            f"{_a(kind)} folder; choose another name"
         )
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 # ---------------------------------------------------------------- the run directory
@@ -153,6 +241,11 @@ def new_run_dir(output_dir: str, run_name: str) -> Path:
             log.warning("%s: a run killed before its first checkpoint; starting it again", path)
             empty_run_dir(path)
             return path
+        if latest_checkpoint(path) is None and holds_results(path):
+            raise UserError(
+                f"run directory {path} already exists and holds a trained model; pick another "
+                "train.run_name (or move it away)"
+            )
         raise UserError(
             f"run directory {path} already exists; pick another train.run_name "
             f"or continue it with train.resume={path}"
@@ -160,39 +253,62 @@ def new_run_dir(output_dir: str, run_name: str) -> Path:
     return path
 
 
+def holds_results(run_dir: Path) -> bool:
+    return any(os.path.lexists(Path(run_dir) / name) for name in RESULT_FILES)
+
+
 def abandoned(run_dir: Path) -> bool:
-    """Ours, no checkpoint to resume, and its creator is no longer running on this host: a run
-    killed (SIGKILL, power cut) before its first checkpoint. Nothing in it can be continued."""
+    """Ours, no checkpoint to resume, no model or metrics, and its creator no longer running on
+    this host: a run killed (SIGKILL, power cut) before its first checkpoint and before its first
+    saved model. Nothing in it can be continued or is worth keeping. A finished run whose
+    checkpoints/ the user deleted to save disk is not abandoned: it holds the model."""
     marker = owner(run_dir)
     if not marker or marker.get("kind") != "run" or latest_checkpoint(run_dir) is not None:
         return False
-    if marker.get("host") != socket.gethostname() or not isinstance(marker.get("pid"), int):
+    if holds_results(run_dir):
         return False
-    try:
-        os.kill(marker["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
+    # "self": this process created it and is not training into it any more (a tuning process,
+    # or a test, running the same command again after remove_failed_start kept something)
+    return _writer_state(marker) in ("gone", "self")
+
+
+def _kept(entry: Path) -> bool:
+    """A folder of ours of another kind inside a run directory (evaluate.py's RUN/eval-<split>/,
+    a prediction folder): not the run's own, so never removed with it."""
+    if not entry.is_dir() or entry.is_symlink():
         return False
-    return False
+    marker = owner(entry)
+    return marker is not None and marker.get("kind") != "run"
 
 
 def empty_run_dir(run_dir: Path) -> None:
-    """Remove a run directory of ours (or only its contents, when the folder was the user's)."""
-    marker = owner(run_dir)
-    if marker.get("made_folder"):
-        shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in list(Path(run_dir).absolute().parents)[: marker.get("made_parents", 0)]:
-            try:
-                parent.rmdir()  # only while empty: another run may live there by now
-            except OSError:
-                break
-        return
-    for entry in Path(run_dir).iterdir():
-        if entry.is_dir() and not entry.is_symlink():
+    """Remove the run's own entries from a run directory of ours, then the folder itself when
+    this project made it and nothing is left. Folders of ours of another kind (an evaluation
+    written while the run trained) stay, and so does the marker beside them: the folder is still
+    ours, and running the same command again still works."""
+    run_dir = Path(run_dir)
+    marker = owner(run_dir) or {}
+    kept = []
+    for entry in run_dir.iterdir():
+        if entry.name == OWNER_FILE:
+            continue  # last: a kill while cleaning leaves a folder we still recognise
+        if _kept(entry):
+            kept.append(entry.name)
+        elif entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+    if kept:
+        log.warning("%s: kept %s (not the run's own)", run_dir, ", ".join(sorted(kept)))
+        return
+    (run_dir / OWNER_FILE).unlink(missing_ok=True)
+    if not marker.get("made_folder"):
+        return
+    for folder in [run_dir, *list(run_dir.absolute().parents)[: marker.get("made_parents", 0)]]:
+        try:
+            folder.rmdir()  # only while empty: another run may live there by now
+        except OSError:
+            break
 
 
 def check_writable_dir(path: Path, key: str) -> None:
@@ -273,6 +389,15 @@ def seal_model_files(run_dir: Path, step: int) -> None:
     write_manifest(Path(run_dir), list(MODEL_FILES), best_step=step)
 
 
+def sealed_step(run_dir: Path) -> int | None:
+    """The training step whose model the run directory holds, complete; None when its files do
+    not match their manifest (or it has none)."""
+    if manifest_problem(Path(run_dir)) is not None:
+        return None
+    step = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8")).get("best_step")
+    return step if isinstance(step, int) else None
+
+
 def verify_model_files(run_dir: Path) -> None:
     """A UserError unless the run's model, config and tokenizer files are one complete save."""
     problem = manifest_problem(Path(run_dir))
@@ -305,12 +430,19 @@ def find_resume_dir(resume: str, output_dir: str) -> Path:
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
-    """Renamed (finished) checkpoints with a manifest, newest first."""
+    """Renamed (finished) checkpoints with a manifest, newest first: one per step, its step-NNN
+    folder, or the previous one set aside under `.old-step-NNN` when a kill came while the same
+    step was being written again (finish_checkpoint) and step-NNN is missing."""
     folder = Path(run_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    done = [p for p in folder.iterdir() if STEP_DIR.match(p.name) and (p / MANIFEST).is_file()]
-    return sorted(done, key=lambda p: p.name, reverse=True)
+    done: dict[str, Path] = {}
+    for path in folder.iterdir():
+        match = STEP_DIR.match(path.name.removeprefix(ASIDE))
+        if match and (path / MANIFEST).is_file():
+            if match.group(1) not in done or not path.name.startswith(ASIDE):
+                done[match.group(1)] = path
+    return [done[step] for step in sorted(done, reverse=True)]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -350,23 +482,40 @@ def checkpoint_tmp_path(run_dir: Path, step: int) -> Path:
 
 def finish_checkpoint(run_dir: Path, step: int, state: TrainerState, keep: int) -> Path:
     """Write the trainer state and the manifest into the temporary checkpoint, rename it, prune
-    old ones."""
+    old ones.
+
+    The same step can be checkpointed twice (checkpoint_every dividing an epoch's last step,
+    max_steps landing on a checkpoint step). The first one is set aside by a rename before the
+    new one is renamed into place and removed only then: a kill at any moment leaves a complete
+    checkpoint of the step (`_checkpoints` takes the set-aside one while step-NNN is missing)."""
     tmp = checkpoint_tmp_path(run_dir, step)
     write_json_atomic(tmp / STATE_FILE, asdict(state))
     names = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
     write_manifest(tmp, names, step=step)
     final = Path(run_dir) / CHECKPOINTS / f"step-{step:08d}"
+    aside = final.with_name(ASIDE + final.name)
     if final.exists():
-        shutil.rmtree(final)
+        shutil.rmtree(aside, ignore_errors=True)  # an older set-aside copy, superseded by final
+        os.replace(final, aside)
     os.replace(tmp, final)
-    for old in _checkpoints(run_dir)[keep:]:
+    shutil.rmtree(aside, ignore_errors=True)
+    done = _checkpoints(run_dir)
+    superseded = set(final.parent.glob(ASIDE + "step-*")) - set(done)
+    for old in [*done[keep:], *superseded]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
-    for tmp in (Path(run_dir) / CHECKPOINTS).glob(".tmp-*"):
+    """Before a resume: what killed runs left half-written, and set-aside checkpoints that a
+    finished step-NNN supersedes (one that stands in for a missing step-NNN stays)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    for tmp in folder.glob(".tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
+    usable = set(_checkpoints(run_dir))
+    for aside in folder.glob(ASIDE + "step-*"):
+        if aside not in usable:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_trainer_state(checkpoint: Path) -> TrainerState:

@@ -57,6 +57,15 @@ def test_int_accepted_for_float_and_list_override():
     assert cfg.data.symptoms == ["FATIGUE", "ANHEDONIA"]
 
 
+def test_a_text_setting_takes_the_override_as_typed():
+    """train.run_name=2024-05-01 is a run name, not a TOML date (nor 2024 an int)."""
+    cfg = load_config(
+        overrides=["train.run_name=2024-05-01", "tune.study_name=7", "train.resume= 12 "]
+    )
+    assert (cfg.train.run_name, cfg.tune.study_name, cfg.train.resume) == ("2024-05-01", "7", "12")
+    assert load_config(overrides=['train.run_name="a b"']).train.run_name == "a b"
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -146,3 +155,47 @@ def test_cli_config_error_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown config key train.lrr (did you mean train.lr?)"
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # every trial would fail when its value is coerced to the key's type
+        (
+            "tune.space.train.batch_size={low=8.0,high=32.0}",
+            "tune.space.train.batch_size: train.batch_size is an int setting: low and high must "
+            "be integers",
+        ),
+        (
+            "tune.space.train.batch_size={choices=[8.0,16]}",
+            "tune.space.train.batch_size: choice 8.0 is not a valid value",
+        ),
+        ("tune.space.train.batch_size={low=8,high=32,step=2.0}", "step must be a positive integer"),
+        ("tune.space.train.lr={low=1e-5,high=1e-4,step=0}", "step must be a positive number"),
+        ("tune.space.train.compile={low=0,high=1}", "train.compile takes bool, not a number range"),
+        ("tune.space.train.span_loss={choices=['mean',1]}", "choice 1 is not a valid value"),
+        ("tune.space.train.lr={low=1e-5,high=1e-4,log='yes'}", "log must be true or false"),
+        ("tune.space.data.symptoms={choices=[['FATIGUE']]}", "data.symptoms is a list setting"),
+    ],
+)
+def test_search_space_values_must_fit_the_key_type(override, message):
+    with pytest.raises(UserError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_search_space_values_of_the_key_type_load():
+    cfg = load_config(
+        overrides=[
+            "tune.space={ 'train.batch_size' = { low = 8, high = 32, step = 8 },"
+            " 'train.compile' = { choices = [true, false] },"
+            " 'model.dropout' = { choices = [0.1, 'checkpoint'] },"
+            " 'train.warmup_ratio' = { low = 0, high = 1 } }"
+        ]
+    )
+    assert set(cfg.tune.space) == {
+        "train.batch_size",
+        "train.compile",
+        "model.dropout",
+        "train.warmup_ratio",
+    }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib.data.corpus import (
     Annotation,
     Post,
+    _ByteLines,
     load_annotations,
     load_posts,
     sentence_index,
@@ -116,6 +120,22 @@ POST_ERRORS = [
     ("p.jsonl", b'{"post_id": "a", "text": 3}\n', "line 1, key text: expected a string"),
     ("p.jsonl", b'{"post_id": "a", "text": "x"}\n\xff\n', "line 2: invalid UTF-8 (byte 0xff"),
     ("p.jsonl", b"[1]\n", "item 1: expected an object"),
+    (
+        "p.jsonl",
+        b'{"post_id": "a", "text": "x"}\n\n{"post_id": "p1", "text": "sad \\ud83d today."}\n',
+        "line 3, key text: a lone surrogate \\ud83d (half of a UTF-16 pair; the text is not valid",
+    ),
+    (
+        "p.json",
+        b'[{"post_id": "a", "text": "x"}, {"post_id": "b\\udc00", "text": "y"}]',
+        "item 2, key post_id: a lone surrogate \\udc00",
+    ),
+    (
+        "p.jsonl",
+        b'{"post_id": "12", "text": "x"}\n{"post_id": " 12 ", "text": "y"}\n',
+        "line 2, column post_id: duplicate post_id '12' (first seen at line 1)",
+    ),
+    ("p.csv", b"post_id,text\ra,ok\rb,caf\xe9\r", "row 3, column text: invalid UTF-8 (byte 0xe9"),
 ]
 
 
@@ -168,3 +188,63 @@ def test_annotations_invalid_utf8_names_row_and_column(tmp_path, posts):
     )
     with pytest.raises(UserError, match=where):
         load_annotations(path, posts)
+
+
+CR_POSTS = 'post_id,text\n1,hello there.\n2,"world, ok"\n3,"Line one.\nLine two."\n'
+CR_TEXTS = {"1": "hello there.", "2": "world, ok", "3": "Line one.\nLine two."}
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, None])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_posts_csv_any_line_ending(tmp_path, monkeypatch, ending, block):
+    # "\r" alone: old Mac / Excel "Macintosh CSV". Rows split as text mode with newline="" does;
+    # a quoted line break is kept as written, like the annotations reader keeps it.
+    monkeypatch.setattr(_ByteLines, "BLOCK", block or _ByteLines.BLOCK)
+    path = _write(tmp_path, "p.csv", "\ufeff" + CR_POSTS.replace("\n", ending))
+    expected = {pid: Post(pid, text.replace("\n", ending)) for pid, text in CR_TEXTS.items()}
+    assert load_posts(path) == expected
+
+
+@pytest.mark.parametrize("block", [1, 2, 5, None])
+def test_invalid_utf8_offset_is_exact_across_blocks_and_endings(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(_ByteLines, "BLOCK", block or _ByteLines.BLOCK)
+    before = b'\xef\xbb\xbfpost_id,text\r\na,ok\rb,"x\ry\r\nca'
+    path = _write(tmp_path, "p.csv", before + b'f\xe9"\r')
+    with pytest.raises(UserError, match=rf"row 3, column text: .*byte offset {len(before) + 1}\)"):
+        load_posts(path)
+
+
+def test_posts_jsonl_crlf_and_json_whitespace_cr(tmp_path, monkeypatch):
+    monkeypatch.setattr(_ByteLines, "BLOCK", 4)
+    lines = ['{"post_id": "a", "text": "x"}', '{"post_id": "b",\r "text": "y\\r"}']
+    path = _write(tmp_path, "p.jsonl", "\r\n".join(lines) + "\r\n")
+    # JSONL lines end at "\n" only: a "\r" inside a line is JSON whitespace.
+    assert load_posts(path) == {"a": Post("a", "x"), "b": Post("b", "y\r")}
+
+
+def test_json_post_ids_are_stripped_like_csv_ones(tmp_path):
+    posts = load_posts(_write(tmp_path, "p.jsonl", '{"post_id": "12 ", "text": "I feel sad."}\n'))
+    assert posts == {"12": Post("12", "I feel sad.")}
+    rows = HEADER + "12,12_0,I feel sad.,DEPRESSED_MOOD,1,x\n"
+    (annotation,) = load_annotations(_write(tmp_path, "a.csv", rows), posts)
+    assert annotation.post_id == "12"
+
+
+def test_json_surrogate_pair_is_one_character(tmp_path):
+    path = _write(tmp_path, "p.jsonl", b'{"post_id": "a", "text": "ok \\ud83d\\ude00"}\n')
+    assert load_posts(path) == {"a": Post("a", "ok \U0001f600")}
+
+
+def _text_mode_lines(data: bytes) -> list[bytes]:
+    """What open(..., newline="") yields, in bytes (latin-1 maps each byte to one character)."""
+    wrapper = io.TextIOWrapper(io.BytesIO(data), encoding="latin-1", newline="")
+    return [line.encode("latin-1") for line in wrapper]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40).map(lambda b: bytes(b"a\r\n"[x % 3] for x in b)), st.integers(1, 6))
+def test_byte_lines_split_like_text_mode(data, block):
+    universal = list(_ByteLines(io.BytesIO(data), universal=True, block=block).split())
+    assert universal == _text_mode_lines(data)
+    lf_only = list(_ByteLines(io.BytesIO(data), block=block).split())
+    assert lf_only == list(io.BytesIO(data))  # JSONL: the binary file's own lines

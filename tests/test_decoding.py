@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from lib.data.corpus import Example, Span
 from lib.data.features import build_features
+from lib.errors import RunError
 from lib.evaluation.decoding import (
     Prediction,
     SpanCandidates,
@@ -21,6 +22,7 @@ from lib.evaluation.decoding import (
 )
 from lib.evaluation.metrics import compute_metrics, covered_sentences
 from lib.evaluation.null_threshold import best_null_threshold
+from lib.evaluation.scoring import check_logits
 from lib.evaluation.span_search import NO_SPAN, best_spans, packed_top, window_max
 
 LETTERS = "abcdefg"
@@ -497,3 +499,35 @@ def test_sentence_scores_agree_with_the_evidence_they_explain(case, threshold, m
         if prediction.spans and not multi:  # the best span's sentences are the best scored
             top = max(s for s in scores if s is not None)
             assert all(scores[i] == top for i in evidence)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinite_logits_are_a_run_error_not_a_crash(bad):
+    """-inf marks padding and is fine; NaN or +inf (an overflow) stops with one line."""
+    start = torch.full((3, 7), float("-inf"))
+    start[:, :5] = 0.0
+    end = start.clone()
+    check_logits(start, end)
+    end[1, 2] = bad
+    with pytest.raises(RunError, match=r"NaN or infinite in 1 of 3 windows"):
+        check_logits(start, end)
+
+
+@pytest.mark.parametrize("snap", [False, True])
+def test_sentence_scores_in_blocks_equal_scores_at_once(monkeypatch, snap):
+    """A huge post's sentences are scored in blocks (bounded memory); any block size gives the
+    scores of one block holding them all."""
+    import lib.evaluation.decoding as decoding
+
+    rng = np.random.default_rng(3)
+    cuts = np.sort(rng.choice(np.arange(1, 400), size=41, replace=False))
+    sentences = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    starts = rng.integers(0, 390, size=60)
+    ends = starts + rng.integers(1, 30, size=60)
+    scores = np.sort(rng.normal(size=60))[::-1]
+    cand = SpanCandidates("e", "x" * 420, 0.3, starts, ends, scores)
+    whole = sentence_scores(cand, sentences, snap_to_sentence=snap)
+    assert any(s is not None for s in whole) and (snap or any(s is None for s in whole))
+    for block in (1, 7, 40):
+        monkeypatch.setattr(decoding, "SENTENCE_BLOCK", block)
+        assert sentence_scores(cand, sentences, snap_to_sentence=snap) == whole

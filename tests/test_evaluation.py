@@ -130,6 +130,27 @@ def test_predict_on_posts_without_annotations(trained_run, tmp_path):
     assert "<html" in (tmp_path / "p" / "report.html").read_text(encoding="utf-8").lower()
 
 
+def test_an_output_folder_holds_one_evaluation_or_one_prediction(trained_run, tmp_path):
+    run, _ = trained_run
+    out, predicted = tmp_path / "eval", tmp_path / "pred"
+    assert _evaluate(run, "--html", "--out", out).returncode == 0
+    assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
+    # evaluated again without --html: the earlier report does not stay beside new predictions
+    assert _evaluate(run, "--out", out).returncode == 0
+    assert not (out / "report.html").exists() and (out / "metrics.json").is_file()
+
+    posts = tmp_path / "new.jsonl"
+    posts.write_text('{"post_id": "n1", "text": "I cannot sleep at night."}\n', encoding="utf-8")
+    held = sorted(p.name for p in out.iterdir())
+    proc = _evaluate(run, "--predict", posts, "--out", out)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "is an evaluation folder of this project, not a prediction folder" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == held
+    assert _evaluate(run, "--predict", posts, "--out", predicted).returncode == 0
+    proc = _evaluate(run, "--out", predicted)
+    assert proc.returncode == 2 and "is a prediction folder" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_html_report_of_an_annotated_split(trained_run, tmp_path):
     run, _ = trained_run
     assert _evaluate(run, "--html", "--out", tmp_path).returncode == 0

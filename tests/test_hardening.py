@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from lib.config import load_config, with_overrides
 from lib.data.corpus import load_posts
 from lib.errors import UserError, printable
 from lib.files import json_line, write_text_atomic
-from lib.run_dir import MANIFEST, STATE_FILE, usable_checkpoint
+from lib.run_dir import MANIFEST, OWNER_FILE, STATE_FILE, usable_checkpoint
 from lib.training.trainer import train
 from lib.training.tuning import run_study
 
@@ -250,6 +251,54 @@ def test_resume_with_no_verifiable_checkpoint_is_one_line(checkpointed_run, tiny
     proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
     line = one_line_exit_2(proc)
     assert "no checkpoint can be resumed exactly" in line and "manifest.json is unreadable" in line
+
+
+def test_resume_on_another_process_count_is_refused(checkpointed_run, tiny_overrides):
+    """Two processes wrote the newest checkpoint (one RNG state each); one process cannot
+    continue it exactly, so it is refused before anything runs."""
+    run, steps = checkpointed_run
+    newest = steps[-1]
+    shutil.copy(newest / "random_states_0.pkl", newest / "random_states_1.pkl")
+    before = tree(run)
+    proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
+    line = one_line_exit_2(proc)
+    assert "was written by 2 processes and this launch has 1" in line
+    assert "--num_processes 2" in line and tree(run) == before
+
+
+def test_a_best_model_left_half_saved_is_never_scored(checkpointed_run, tiny_overrides):
+    """Killed while rewriting the best model (its manifest already removed), then resumed from a
+    checkpoint past that step: nothing saves it again, so the run stops with one line instead of
+    scoring the test split with whatever half-written files are there."""
+    run, steps = checkpointed_run
+    (run / MANIFEST).unlink()
+    proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "is not on disk complete" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_resuming_a_run_another_live_training_writes_is_refused(checkpointed_run, tiny_overrides):
+    """`train.resume=latest` picks the run with the newest checkpoint, which may be one still
+    training: refused in one line, its files untouched; a resume names itself in the marker."""
+    run, _ = checkpointed_run
+    marker_path = run / OWNER_FILE
+    marker = json.loads(marker_path.read_text())
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        marker_path.write_text(json.dumps({**marker, "pid": alive.pid}))
+        before = tree(run)
+        proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
+        line = one_line_exit_2(proc)
+        assert f"is being written by another training (pid {alive.pid}); let it finish" in line
+        assert tree(run) == before
+    finally:
+        alive.kill()
+        alive.wait()
+    proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(marker_path.read_text())["pid"] not in (marker["pid"], alive.pid)
 
 
 # ---------------------------------------------------------------- 6. values that fail late

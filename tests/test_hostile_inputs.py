@@ -271,6 +271,12 @@ CASES = [
     ),
     data("data-empty-post-id", POSTS + ',"Some text."\n', expect=r"posts\.csv.*row 4.*post_id"),
     data(
+        "data-jsonl-lone-surrogate",  # a scraped emoji cut in half: valid JSON, invalid Unicode
+        JSONL + '{"post_id": "p2", "text": "Nothing is fun \\ud83d today."}\n',
+        expect=r"posts\.jsonl.*line 2, key text: a lone surrogate \\ud83d",
+        p="posts.jsonl",
+    ),
+    data(
         "data-sentence-id-of-other-post",
         rows=ROWS + "p1,p2_0,Hi.,FATIGUE,1,\n",
         expect=r"row 4.*sentence_id",
@@ -351,6 +357,7 @@ CASES = [
     train("train-epochs-float", "train.epochs=1.5", expect=r"train\.epochs"),
     train("train-epochs-bool", "train.epochs=true", expect=r"train\.epochs"),
     train("train-unknown-precision", "train.mixed_precision=fp17", expect=r"mixed_precision"),
+    train("train-fp16-on-cpu", "train.mixed_precision=fp16", expect=r"mixed_precision=fp16"),
     train("train-unknown-question-mode", "data.question=criterio", expect=r"data\.question"),
     train("train-unknown-negatives", "data.negatives=some", expect=r"data\.negatives"),
     train("train-fuzzy-threshold-above-1", "data.fuzzy_threshold=1.5", expect=r"fuzzy_threshold"),
@@ -360,6 +367,12 @@ CASES = [
         "features.max_length=4096",
         "features.doc_stride=128",
         expect=r"max_length",
+    ),
+    train(
+        "train-padding-beyond-model",
+        "features.max_length=120",
+        "features.pad_to_multiple_of=48",
+        expect=r"pad_to_multiple_of=48 .* 144",
     ),
     train(
         "train-model-hub-id-offline", "model.name=SpanBERT/does-not-exist", expect=r"does-not-exist"
@@ -466,6 +479,17 @@ CASES = [
         expect=r"new\.csv.*row 3",
     ),
     evaluate("eval-override-non-decode", "{run}", "train.lr=1", expect=r"train\.lr"),
+    evaluate("eval-fp16-on-cpu", "{run}", "--precision", "fp16", expect=r"--precision=fp16"),
+    evaluate(
+        "eval-predict-fp16-on-cpu",
+        "{run}",
+        "--predict",
+        "{tmp}/posts.csv",
+        "--precision",
+        "fp16",
+        setup=files(**{"posts.csv": POSTS}),
+        expect=r"--precision=fp16",
+    ),
     evaluate(
         "eval-null-threshold-nan", "{run}", "decode.null_threshold=nan", expect=r"null_threshold"
     ),

@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lib.errors import UserError
 from lib.training.loss import span_marginal_loss
 from lib.training.optimization import (
+    evaluation_precision,
     linear_warmup_decay,
     new_optimizer,
     parameter_groups,
@@ -101,6 +103,19 @@ def test_linear_warmup_then_decay():
 def test_auto_precision_on_cpu_is_fp32():
     assert resolve_mixed_precision("auto", torch.device("cpu")) == "no"
     assert resolve_mixed_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_a_precision_the_device_cannot_run_is_refused_or_replaced():
+    """fp16 on a CPU would silently run in fp32: asked for, it is a one-line error naming the
+    setting; a run trained in fp16 (on a GPU) is scored here in the device's own precision."""
+    cpu = torch.device("cpu")
+    with pytest.raises(UserError, match=r"^train\.mixed_precision=fp16 needs a GPU"):
+        resolve_mixed_precision("fp16", cpu)
+    with pytest.raises(UserError, match=r"^--precision=fp16"):
+        evaluation_precision("fp16", "no", cpu)
+    assert evaluation_precision(None, "fp16", cpu) == "no"
+    assert evaluation_precision(None, "bf16", cpu) == "bf16"
+    assert evaluation_precision("no", "bf16", cpu) == "no"
 
 
 def test_mean_combination_averages_the_span_losses():

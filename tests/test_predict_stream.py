@@ -17,6 +17,7 @@ from lib.data.corpus import iter_posts, load_posts
 from lib.errors import UserError
 from lib.evaluation.predict_stream import TopSentences
 from lib.evaluation.ranking import rank_sentences
+from lib.evaluation.trec import run_lines
 from lib.training.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,13 +197,29 @@ def test_top_sentences_keep_exactly_the_best_ranked(tmp_path):
     for post in range(40):
         scores = [rng.choice([None, 0.5, 1.0, rng.random()]) for _ in range(rng.randint(0, 4))]
         top.add("S", f"p{post:02d}", scores)
-        everything.update(
-            {(f"p{post:02d}", i): float("-inf") if s is None else s for i, s in enumerate(scores)}
-        )
+        everything.update({(f"p{post:02d}", i): s for i, s in enumerate(scores) if s is not None})
     kept = top.scores["S"]
     assert rank_sentences(kept)[:5] == rank_sentences(everything)[:5]
 
-    # null (-inf in strict JSON) is ranked last, not dropped: the in-memory run file has it too
+    # null (no candidate span would make the sentence evidence) is not ranked, as in memory
     few = TopSentences(depth=5)
     few.add("S", "p", [None, 0.25])
-    assert rank_sentences(few.scores["S"]) == [("p", 1), ("p", 0)]
+    assert rank_sentences(few.scores["S"]) == [("p", 1)]
+
+
+def test_run_file_ranks_what_the_in_memory_evaluation_ranks(reference):
+    """The merged <tag>.trec is run_lines over every scored sentence of predictions.jsonl, as
+    evaluate.py writes it from memory: a null score (no span would make it evidence) is left out."""
+    (trec_name,) = [name for name in reference if name.endswith(".trec")]
+    ranked: dict = {}
+    nulls = 0
+    for line in reference["predictions.jsonl"].decode("utf-8").splitlines():
+        record = json.loads(line)
+        for index, score in enumerate(record["sentence_scores"]):
+            if score is None:
+                nulls += 1
+            else:
+                ranked.setdefault(record["symptom"], {})[(record["post_id"], index)] = score
+    expected = run_lines(ranked, trec_name.removesuffix(".trec"))
+    assert reference[trec_name].decode("utf-8").splitlines() == expected
+    assert nulls, "the tiny model leaves some sentences unscored, so the rule is exercised"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +12,8 @@ from lib.data.sentences import sentence_index_at, split_sentences
 
 # Text built from the characters the splitter treats specially, plus ordinary ones.
 _ALPHABET = st.sampled_from(
-    list("aZ I.!?…\"'”’)*_ \n\t\r2.5😊\u200d\u00a0eg.Mr") + ["e.g.", "Dr.", "...", "?!", " I "]
+    list("aZ I.!?…\"'”’)*_ \n\t\r2.5😊\u200d\u200b\ufeff\u00a0eg.Mr")
+    + ["e.g.", "Dr.", "...", "?!", " I "]
 )
 _TEXTS = st.lists(_ALPHABET, max_size=60).map("".join) | st.text(max_size=80)
 
@@ -85,10 +88,30 @@ def test_deterministic_and_list_is_a_fresh_copy(text):
         ("", []),
         (" \n\t ", []),
         ("no punctuation at all", ["no punctuation at all"]),
+        # invisible format characters (Cf) after the punctuation belong to the sentence before
+        ("Hi.\u200b Next one.", ["Hi.\u200b", "Next one."]),
+        ("Hi!\u2060\ufeff Next one.", ["Hi!\u2060\ufeff", "Next one."]),
+        ("So happy! 😊\u200b Then", ["So happy! 😊\u200b", "Then"]),
+        ('She said "no."\u200b Then', ['She said "no."\u200b', "Then"]),
+        ("Small, e.g.\u200b a walk", ["Small, e.g.\u200b a walk"]),
+        ("I don't know...\u200b maybe", ["I don't know...\u200b maybe"]),
+        ("Hi. \u200bNext", ["Hi.", "\u200bNext"]),
     ],
 )
 def test_reddit_cases(text, expected):
     assert _texts(text) == expected
+
+
+_TERMINAL_THEN_SPACE = re.compile(r"[.!?\u2026\u203c\u2047\u2048\u2049]+(?=\s)")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ALPHABET, max_size=60).map("".join))
+def test_invisible_char_after_terminal_punctuation_changes_no_split(text):
+    """A word joiner (U+2060, category Cf) slipped in after every run of terminal punctuation that
+    a space follows leaves the sentences unchanged, up to the joiner itself."""
+    marked = _TERMINAL_THEN_SPACE.sub(lambda m: m.group() + "\u2060", text)
+    assert [t.replace("\u2060", "") for t in _texts(marked)] == _texts(text)
 
 
 def test_sentence_index_at():

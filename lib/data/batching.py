@@ -163,7 +163,11 @@ class TrainingBatches(Sampler[list[int]]):
         self.answer = np.flatnonzero(~no_answer)
         self.no_answer = np.flatnonzero(no_answer)
         self.n_no_answer = round(no_answer_fraction * len(self.no_answer))
-        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+        # Not called `batch_size`: Accelerate's BatchSamplerShard reads that attribute as "every
+        # batch is this big" and, sharding across processes, silently skips a round of batches
+        # that ends in a short one -- here the last micro-batch of the short effective batch,
+        # which the shuffle puts anywhere in the epoch. Without it, batches are dealt as they come.
+        self.micro_batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -179,14 +183,19 @@ class TrainingBatches(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         windows = self.windows()
         effective = LengthGroupedBatchSampler(
-            self.lengths[windows], self.batch_size * self.grad_accum, shuffle=True, seed=self.seed
+            self.lengths[windows],
+            self.micro_batch_size * self.grad_accum,
+            shuffle=True,
+            seed=self.seed,
         )
         effective.set_epoch(self.epoch)
+        size = self.micro_batch_size
         for batch in effective:
-            for i in range(0, len(batch), self.batch_size):
-                yield windows[batch[i : i + self.batch_size]].tolist()
+            for i in range(0, len(batch), size):
+                yield windows[batch[i : i + size]].tolist()
 
     def __len__(self) -> int:
-        n, effective = len(self.answer) + self.n_no_answer, self.batch_size * self.grad_accum
+        size = self.micro_batch_size
+        n, effective = len(self.answer) + self.n_no_answer, size * self.grad_accum
         full, rest = divmod(n, effective)
-        return full * math.ceil(effective / self.batch_size) + math.ceil(rest / self.batch_size)
+        return full * math.ceil(effective / size) + math.ceil(rest / size)

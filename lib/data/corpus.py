@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import json
+import re
 import unicodedata
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -172,6 +173,9 @@ def _check_width(path: Path, row: int, fields: list[str], width: int) -> None:
         )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _json_post(path: Path, where: str, item) -> tuple[str, str]:
     """(post_id, text) of one JSONL/JSON item, checked."""
     if not isinstance(item, dict):
@@ -185,7 +189,14 @@ def _json_post(path: Path, where: str, item) -> tuple[str, str]:
     if not isinstance(pid, str) or not isinstance(body, str):
         bad = "post_id" if not isinstance(pid, str) else "text"
         raise UserError(f"{path}: {where}, key {bad}: expected a string")
-    return pid, body
+    for key, value in (("post_id", pid), ("text", body)):
+        surrogate = _SURROGATE.search(value)  # a JSON escape "\ud83d" whose other half was cut off
+        if surrogate:
+            raise UserError(
+                f"{path}: {where}, key {key}: a lone surrogate \\u{ord(surrogate.group()):04x} "
+                "(half of a UTF-16 pair; the text is not valid Unicode)"
+            )
+    return pid.strip(), body  # as CSV and annotation post_ids are
 
 
 def _json_reason(err: json.JSONDecodeError) -> str:
@@ -194,22 +205,58 @@ def _json_reason(err: json.JSONDecodeError) -> str:
 
 
 class _ByteLines:
-    """The lines of a binary file, decoded one at a time, so a posts file of any size is read in
+    r"""The lines of a binary file, decoded one at a time, so a posts file of any size is read in
     bounded memory. Bytes that are not UTF-8 decode to lone surrogates (surrogateescape): the
     caller reports them with the row and column they sit in. `raw` holds the bytes read since
-    the last `mark()`, `offset` the file offset where they start."""
+    the last `mark()`, `offset` the file offset where they start.
 
-    def __init__(self, handle):
+    With `universal` (CSV) a line ends at "\r\n", a lone "\r" or "\n", as in text mode with
+    newline="" (old Mac / Excel "Macintosh CSV" files end rows with "\r"); otherwise (JSONL, where
+    "\r" is JSON whitespace) only at "\n". Every line keeps its ending. The file is read in
+    blocks, so a file with no "\n" at all is never one giant read."""
+
+    BLOCK = 1 << 20  # bytes per read
+
+    def __init__(self, handle, *, universal: bool = False, block: int | None = None):
         self.handle = handle
+        self.universal = universal
+        self.block = block or self.BLOCK
         self.offset = 0  # of raw[0]
         self.raw = bytearray()
 
     def __iter__(self) -> Iterator[str]:
-        for number, line in enumerate(self.handle, start=1):
+        for number, line in enumerate(self.split(), start=1):
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 self.offset, line = len(codecs.BOM_UTF8), line[len(codecs.BOM_UTF8) :]
             self.raw += line
             yield line.decode("utf-8", errors="surrogateescape")
+
+    def split(self) -> Iterator[bytes]:
+        r"""The raw lines, endings kept. A line is gathered as a list of pieces and joined once
+        (no quadratic copying when it spans many blocks); a "\r" that ends a block waits for the
+        next block to tell a lone "\r" from "\r\n"."""
+        ending = _UNIVERSAL_ENDING if self.universal else _LF_ENDING
+        pieces: list[bytes] = []
+        pending_cr = False  # the previous block ended with "\r" (universal only)
+        for block in iter(lambda: self.handle.read(self.block), b""):
+            start = 0
+            if pending_cr:
+                start = 1 if block.startswith(b"\n") else 0
+                yield b"".join(pieces) + (b"\r\n" if start else b"\r")
+                pieces, pending_cr = [], False
+            stop = len(block)
+            if self.universal and block.endswith(b"\r"):
+                pending_cr, stop = True, stop - 1
+            for match in ending.finditer(block, start, stop):
+                pieces.append(block[start : match.end()])
+                yield b"".join(pieces)
+                pieces, start = [], match.end()
+            if start < stop:
+                pieces.append(block[start:stop])
+        if pending_cr:
+            pieces.append(b"\r")
+        if pieces:
+            yield b"".join(pieces)
 
     def mark(self) -> None:
         self.offset += len(self.raw)
@@ -223,6 +270,10 @@ class _ByteLines:
             byte = self.raw[err.start]
             return f"invalid UTF-8 (byte 0x{byte:02x} at byte offset {self.offset + err.start})"
         return "invalid UTF-8"
+
+
+_UNIVERSAL_ENDING = re.compile(rb"\r\n?|\n")
+_LF_ENDING = re.compile(rb"\n")
 
 
 def _has_bad_byte(value: str) -> bool:
@@ -317,7 +368,7 @@ def iter_posts(path: str | Path) -> Iterator[Post]:
         handle.close()
         records = _json_array_posts(path)
     else:
-        lines = _ByteLines(handle)
+        lines = _ByteLines(handle, universal=suffix == ".csv")
         records = (_stream_csv_posts if suffix == ".csv" else _stream_jsonl_posts)(path, lines)
     try:
         for where, pid, text in records:

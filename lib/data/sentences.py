@@ -6,7 +6,8 @@ fuzzy rule, DESIGN §3), the sentence-level evidence metric (§5) and decoding's
 
 It follows the classic punctuation-plus-exceptions recipe (as in Punkt/pySBD rule sets, much
 reduced): a sentence ends after a run of terminal punctuation (". ! ? …" and mixes such as "?!",
-"!!", "...") together with any closing quotes/brackets and trailing emoji, and at every line
+"!!", "...") together with any closing quotes/brackets, trailing emoji and invisible format
+characters (category Cf: a zero-width space, a word joiner, a stray BOM), and at every line
 break. A period does *not* end a sentence after a known abbreviation ("e.g.", "Mr.", "Dr."), a
 single-letter initial ("J. K."), inside a number ("2.5") or a URL ("reddit.com"); an ellipsis or
 "etc." followed by a lower-case word is a pause, not an end. Reddit habits are honoured: a
@@ -73,16 +74,25 @@ def _is_initialism(word: str) -> bool:
     return len(parts) > 1 and all(len(part) == 1 for part in parts)
 
 
+def _is_invisible(char: str) -> bool:
+    """A format character (category Cf: zero-width space U+200B, joiner U+200D, word joiner
+    U+2060, BOM U+FEFF, soft hyphen...): not whitespace, but nothing a reader sees."""
+    return unicodedata.category(char) == "Cf"
+
+
 def _extend_over_tail(text: str, end: int) -> int:
-    """Move `end` past closing quotes/brackets and emoji that belong to the sentence before."""
+    """Move `end` past closing quotes/brackets, emoji and invisible format characters that belong
+    to the sentence before."""
     n = len(text)
-    while end < n and text[end] in _CLOSERS:
+    while end < n and (text[end] in _CLOSERS or _is_invisible(text[end])):
         end += 1
     probe = end
     while probe < n and text[probe] in _HORIZONTAL_SPACE:
         probe += 1
     if probe < n and _is_emoji(text[probe]):
-        while probe < n and (_is_emoji(text[probe]) or text[probe] in _HORIZONTAL_SPACE):
+        while probe < n and (
+            _is_emoji(text[probe]) or _is_invisible(text[probe]) or text[probe] in _HORIZONTAL_SPACE
+        ):
             probe += 1
         end = probe
         while end > 0 and text[end - 1] in _HORIZONTAL_SPACE:
@@ -91,9 +101,10 @@ def _extend_over_tail(text: str, end: int) -> int:
 
 
 def _next_visible(text: str, index: int) -> str:
-    """The first non-whitespace character at or after `index`, "" at the end of the text."""
+    """The first character at or after `index` that is neither whitespace nor an invisible
+    format character, "" at the end of the text."""
     n = len(text)
-    while index < n and text[index].isspace():
+    while index < n and (text[index].isspace() or _is_invisible(text[index])):
         index += 1
     return text[index] if index < n else ""
 

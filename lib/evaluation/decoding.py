@@ -25,6 +25,8 @@ from lib.data.corpus import Example
 from lib.data.features import Features
 from lib.evaluation.span_search import best_spans
 
+SENTENCE_BLOCK = 512  # sentences scored at once by `sentence_scores` (memory: candidates x this)
+
 
 @dataclass(frozen=True)
 class ScoredSpan:
@@ -224,14 +226,21 @@ def sentence_scores(
     if not len(sentences):
         return []
     bounds = np.asarray(sentences, dtype=np.int64)  # (S, 2)
-    s_start, s_end = bounds[:, 0][None, :], bounds[:, 1][None, :]
     c_start, c_end = candidates.starts[:, None], candidates.ends[:, None]
-    overlap = np.clip(np.minimum(c_end, s_end) - np.maximum(c_start, s_start), 0, None)  # (C, S)
-    makes_evidence = overlap > 0 if snap_to_sentence else 2 * overlap >= (s_end - s_start)
-    makes_evidence &= s_end > s_start
-    scores = np.where(makes_evidence, candidates.scores[:, None], -np.inf).max(
-        axis=0, initial=-np.inf
-    )
+    scores = np.empty(len(bounds))
+    # Sentences in blocks: the (C, S) arrays of a huge post (a 1 MB text: ~20k candidates x ~12k
+    # sentences) would take gigabytes at once.
+    for at in range(0, len(bounds), SENTENCE_BLOCK):
+        block = bounds[at : at + SENTENCE_BLOCK]
+        s_start, s_end = block[:, 0][None, :], block[:, 1][None, :]
+        overlap = np.clip(
+            np.minimum(c_end, s_end) - np.maximum(c_start, s_start), 0, None
+        )  # (C, s)
+        makes_evidence = overlap > 0 if snap_to_sentence else 2 * overlap >= (s_end - s_start)
+        makes_evidence &= s_end > s_start
+        scores[at : at + len(block)] = np.where(
+            makes_evidence, candidates.scores[:, None], -np.inf
+        ).max(axis=0, initial=-np.inf)
     return [
         float(score - candidates.null_score) if np.isfinite(score) else None for score in scores
     ]

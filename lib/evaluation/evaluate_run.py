@@ -48,11 +48,12 @@ from lib.run_dir import (
     sha256,
     verify_model_files,
 )
-from lib.training.optimization import new_accelerator, resolve_mixed_precision
+from lib.training.optimization import evaluation_precision, new_accelerator
 
 log = logging.getLogger("lib.evaluation.evaluate_run")
 
 RUN_FILES = ("config.toml", "config.json", "model.safetensors", "tokenizer.json")
+FOLDER_KIND = "evaluation"  # the kind claim_dir marks an evaluation's output folder with
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,15 @@ def load_target_model(target: Target):
     return tokenizer, model
 
 
-def output_folder(target: Target, name: str, out: str | Path | None) -> Path:
-    """--out, or RUN/eval-<name>[-<checkpoint>]; checked writable and not someone else's."""
+def output_folder(
+    target: Target, name: str, out: str | Path | None, kind: str = FOLDER_KIND
+) -> Path:
+    """--out, or RUN/eval-<name>[-<checkpoint>]; checked writable and not someone else's, nor a
+    folder of ours of another kind (an evaluation's files are not a prediction's)."""
     default = f"eval-{name}" + (f"-{target.checkpoint.name}" if target.checkpoint else "")
     out = Path(out) if out is not None else target.run_dir / default
     check_writable_dir(out, "--out")
-    refuse_unless_ours(out, "the output folder", "evaluation")
+    refuse_unless_ours(out, "the output folder", kind)
     return out
 
 
@@ -254,7 +258,7 @@ def evaluate_run(
     # The precision the run was evaluated with during training, unless asked otherwise.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     accelerator = new_accelerator(
-        mixed_precision=resolve_mixed_precision(precision or cfg.train.mixed_precision, device)
+        mixed_precision=evaluation_precision(precision, cfg.train.mixed_precision, device)
     )
     if accelerator.device.type == "cpu":
         apply_cpu_speedups(model)
@@ -274,7 +278,7 @@ def evaluate_run(
     )
     metrics = result.metrics if chosen.annotated else None
     if accelerator.is_main_process:
-        claim_dir(out, "evaluation")
+        claim_dir(out, FOLDER_KIND)
         write_outputs(out, target, cfg, chosen, result, sentences, html=html)
     return metrics, out
 
@@ -290,7 +294,13 @@ def write_outputs(
     html: bool,
 ) -> None:
     """predictions.jsonl, metrics.json (annotated), the TREC run file <tag>.trec (and qrels.txt
-    when annotated) and, with `html`, report.html."""
+    when annotated) and, with `html`, report.html. Of these, the ones this evaluation does not
+    write are removed, so that a folder evaluated again never shows an earlier evaluation's
+    report or metrics beside the new predictions (the folder is ours: claim_dir checked it)."""
+    stale = [] if html else ["report.html"]
+    stale += [] if chosen.annotated else ["metrics.json", "qrels.txt"]
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
     records = prediction_records(chosen, result, sentences)
     write_text_atomic(out / "predictions.jsonl", "".join(json_line(r) for r in records))
     if chosen.annotated:

@@ -70,6 +70,7 @@ from lib.run_dir import claim_dir, sha256
 log = logging.getLogger("lib.evaluation.predict_stream")
 
 SETTINGS_FILE = "predict.json"
+FOLDER_KIND = "prediction"  # not an evaluation's: a rerun of either must not meet the other's files
 CHUNKS = "chunks"
 DEFAULT_CHUNK_POSTS = 256
 RUN_DEPTH = 1000  # sentences per symptom in the TREC run file (trec_eval's default depth)
@@ -279,11 +280,12 @@ class TopSentences:
     scores: dict[str, dict[SentenceId, float]] = field(default_factory=dict)
 
     def add(self, symptom: str, post_id: str, values: Sequence[float | None]) -> None:
-        """`values` as predictions.jsonl holds them: null is -inf (a sentence no candidate span
-        reaches; strict JSON has no infinities), ranked last, as the in-memory evaluation does."""
+        """`values` as predictions.jsonl holds them: null is a sentence no candidate span would
+        make evidence, which is not ranked (as `scoring.by_symptom` leaves it out in memory)."""
         kept = self.scores.setdefault(symptom, {})
         for index, score in enumerate(values):
-            kept[(post_id, index)] = float("-inf") if score is None else score
+            if score is not None:
+                kept[(post_id, index)] = score
         if len(kept) > 2 * self.depth:
             self.scores[symptom] = {s: kept[s] for s in rank_sentences(kept)[: self.depth]}
 
@@ -372,7 +374,7 @@ def predict_posts(
     total = count_posts(source)  # every row checked before any work
     settings = settings_record(cfg, target, symptoms, chunk_posts, precision)
     if state.is_main_process:
-        claim_dir(out, "evaluation")
+        claim_dir(out, FOLDER_KIND)
         check_settings(out, settings)
     state.wait_for_everyone()
     recorded = check_settings(out, settings)

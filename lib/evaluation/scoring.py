@@ -15,6 +15,7 @@ import torch
 
 from lib.data.corpus import Example
 from lib.data.features import Features
+from lib.errors import RunError
 from lib.evaluation.decoding import (
     Prediction,
     select_predictions,
@@ -57,6 +58,18 @@ def by_symptom(
     return ranked, relevant
 
 
+def check_logits(start_logits: torch.Tensor, end_logits: torch.Tensor) -> None:
+    """NaN or +inf logits (-inf marks padding) make every comparison of the decoding false: a
+    RunError that says so, not a crash deep in the ranking."""
+    for logits in (start_logits, end_logits):
+        bad = int((logits.isnan() | logits.isposinf()).any(dim=-1).sum())
+        if bad:
+            raise RunError(
+                f"the model's logits are NaN or infinite in {bad} of {len(logits)} windows "
+                "(damaged weights, or an overflow in reduced precision)"
+            )
+
+
 def evaluate_examples(
     examples: Sequence[Example],
     features: Features,
@@ -74,6 +87,7 @@ def evaluate_examples(
     metric, which the threshold does not move).
 
     The windows' n-best spans are searched and merged once, for the sweep and the predictions."""
+    check_logits(start_logits, end_logits)
     candidates = span_candidates(
         examples,
         features,

@@ -11,6 +11,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
+from lib.errors import UserError
+
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: decayed weight matrices, and undecayed biases / LayerNorm parameters."""
@@ -48,13 +50,35 @@ def linear_warmup_decay(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def resolve_mixed_precision(name: str, device: torch.device) -> str:
-    """ "auto" -> bf16 where the device supports it, else fp16 on CUDA, else no."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+def resolve_mixed_precision(
+    name: str, device: torch.device, key: str = "train.mixed_precision"
+) -> str:
+    """ "auto" -> bf16 where the device supports it, else fp16 on CUDA, else no. A precision the
+    device cannot run is the user's `key` to change (one line, before any work): on a CPU
+    Accelerate would run fp16 silently in fp32, and on a GPU without bf16 it raises."""
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "no"
+    if name == "fp16" and device.type == "cpu":
+        raise UserError(f"{key}=fp16 needs a GPU (on a CPU it would train in fp32); use bf16 or no")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(
+            f"{key}=bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp16 or auto"
+        )
+    return name
+
+
+def evaluation_precision(asked: str | None, trained: str, device: torch.device) -> str:
+    """The precision to score a run in: `asked` (--precision) when given, else the one the run
+    was trained (and validated) in, or "auto" where this device cannot run that one (a run
+    trained in fp16 on a GPU, scored on a CPU)."""
+    if asked:
+        return resolve_mixed_precision(asked, device, key="--precision")
+    try:
+        return resolve_mixed_precision(trained, device)
+    except UserError:
+        return resolve_mixed_precision("auto", device)
 
 
 def new_accelerator(**kwargs) -> Accelerator:

@@ -24,7 +24,14 @@ from lib.data.dataset import Dataset
 from lib.errors import UserError
 from lib.model.hf_weights import read_config
 from lib.model.pretrained import resolve_model_dir
-from lib.run_dir import check_writable_dir, find_resume_dir, new_run_dir, usable_checkpoint
+from lib.run_dir import (
+    check_not_in_use,
+    check_writable_dir,
+    find_resume_dir,
+    new_run_dir,
+    usable_checkpoint,
+)
+from lib.training.optimization import resolve_mixed_precision
 
 log = logging.getLogger("lib.training.run_setup")
 
@@ -142,8 +149,11 @@ def resolve_run(cfg: Config) -> tuple[Config, Path, Path | None]:
     state = PartialState()
     if cfg.train.resume:
         run_dir = find_resume_dir(cfg.train.resume, cfg.train.output_dir)
+        check_not_in_use(run_dir)
         cfg = resume_config(cfg, run_dir)
-        return cfg, run_dir, usable_checkpoint(run_dir)
+        checkpoint = usable_checkpoint(run_dir)
+        check_same_processes(checkpoint, state.num_processes)
+        return cfg, run_dir, checkpoint
     # The main process names the run (a timestamp must not differ between processes);
     # train.output_dir was checked by preflight, which train() runs first.
     decided: list[Any] = [None, None]
@@ -159,14 +169,37 @@ def resolve_run(cfg: Config) -> tuple[Config, Path, Path | None]:
     return cfg, Path(decided[0]), None
 
 
-def check_model_fits(cfg: Config) -> None:
-    """features.max_length fits the model's position embeddings (read from its config.json,
-    before any weights are loaded)."""
-    config = read_config(resolve_model_dir(cfg.model.name))
-    if cfg.features.max_length > config.max_position_embeddings:
+def check_same_processes(checkpoint: Path, num_processes: int) -> None:
+    """A checkpoint continues exactly only with the process count that wrote it: each process
+    saved its own RNG state (random_states_<i>.pkl), and the data are sharded by that count, so
+    resuming on another count would silently train on other batches from other random states."""
+    saved = len(list(checkpoint.glob("random_states_*.pkl")))
+    if saved and saved != num_processes:
         raise UserError(
-            f"features.max_length={cfg.features.max_length} is longer than model "
-            f"{cfg.model.name}'s {config.max_position_embeddings} position embeddings"
+            f"train.resume: {checkpoint} was written by {saved} processes and this launch has "
+            f"{num_processes}; resume with `accelerate launch --num_processes {saved}` (or start "
+            "a new run)"
+        )
+
+
+def check_model_fits(cfg: Config) -> None:
+    """features.max_length, and the widest batch (a full window padded up to a multiple of
+    features.pad_to_multiple_of), fit the model's position embeddings (read from its
+    config.json, before any weights are loaded)."""
+    f = cfg.features
+    positions = read_config(resolve_model_dir(cfg.model.name)).max_position_embeddings
+    if f.max_length > positions:
+        raise UserError(
+            f"features.max_length={f.max_length} is longer than model "
+            f"{cfg.model.name}'s {positions} position embeddings"
+        )
+    widest = -(-f.max_length // f.pad_to_multiple_of) * f.pad_to_multiple_of
+    if widest > positions:
+        raise UserError(
+            f"features.pad_to_multiple_of={f.pad_to_multiple_of} pads a window of "
+            f"features.max_length={f.max_length} tokens to {widest}, more than model "
+            f"{cfg.model.name}'s {positions} position embeddings; choose a multiple that divides "
+            f"{f.max_length}"
         )
 
 
@@ -176,3 +209,4 @@ def preflight(cfg: Config) -> None:
     check_trackers(cfg.train.log_with)
     check_writable_dir(Path(cfg.train.output_dir), "train.output_dir")
     check_model_fits(cfg)
+    resolve_mixed_precision(cfg.train.mixed_precision, PartialState().device)

@@ -35,7 +35,7 @@ from lib.config import Config, dump_config, with_overrides
 from lib.data.batching import TrainingBatches, WindowDataset, collate_windows
 from lib.data.dataset import Dataset
 from lib.data.features import Features
-from lib.errors import UserError
+from lib.errors import RunError, UserError
 from lib.evaluation.inference import eval_loader, predict_logits
 from lib.evaluation.scoring import EvalResult, evaluate_examples
 from lib.files import write_json_atomic, write_text_atomic
@@ -45,12 +45,14 @@ from lib.run_dir import (
     TrainerState,
     checkpoint_tmp_path,
     claim_dir,
+    claim_for_resume,
     finish_checkpoint,
     forget_model_files,
     read_trainer_state,
     remove_failed_start,
     remove_stale_temporaries,
     seal_model_files,
+    sealed_step,
 )
 from lib.training.optimization import (
     linear_warmup_decay,
@@ -217,7 +219,9 @@ def _model_and_optimizer(cfg: Config, batches_per_epoch: int, num_processes: int
 def _open_run_dir(cfg: Config, run_dir: Path, dataset: Dataset, resuming: bool) -> None:
     """Everything checked: now the run directory is written (by the main process)."""
     state = PartialState()
-    if state.is_main_process and not resuming:
+    if state.is_main_process and resuming:
+        claim_for_resume(run_dir)
+    elif state.is_main_process:
         claim_dir(run_dir, "run")
     state.wait_for_everyone()
     _add_file_log(run_dir, state.is_main_process)
@@ -480,6 +484,14 @@ def _finish(run: TrainingRun, trainer: TrainerState) -> dict:
     best model's validation metrics and threshold come from the trainer's state."""
     accelerator = run.accelerator
     accelerator.wait_for_everyone()
+    if sealed_step(run.run_dir) != trainer.best_step:
+        # A kill while the best model was being rewritten, and the resumed run never reached that
+        # step's model again: the files on disk are neither it nor the one before.
+        raise RunError(
+            f"{run.run_dir}: the best model (step {trainer.best_step}) is not on disk complete: "
+            "the run was stopped while saving it and did not save it again after resuming; "
+            "train again"
+        )
     best = load_qa_model(run.run_dir, require_head=True)
     accelerator.unwrap_model(run.model, keep_torch_compile=False).load_state_dict(best.state_dict())
     metrics = {

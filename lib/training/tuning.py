@@ -10,9 +10,12 @@ in its `fail_reason` user attribute, and the study goes on.
 
 Before the study exists, the setup every trial shares is checked (config, data, model, output
 folder, storage): a mistake there is one line and exit status 2, not a study of failed trials.
+So is a search space an existing study cannot continue with (a parameter whose kind, log scale
+or choices differ from those its trials recorded), found before any trial runs.
 Trial runs are written to runs/<study>/trial-<n> and deleted when done (only those this process
 created); the best trial's run is copied to runs/<study>/best (a run directory evaluate.py
-accepts), replacing a worse one by two renames, so a kill leaves the old best or the new one. A
+accepts), replacing a worse one by two renames, so a kill leaves the old best or the new one
+(`tune.retrain_best`'s run takes best/ as that trial's, so only a better trial replaces it). A
 study folder or best/ that this project did not write is refused, never replaced (DESIGN §10).
 """
 
@@ -32,8 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
 
 from lib.config import Config, with_overrides
+from lib.config_checks import is_int_field, space_field_type
 from lib.errors import UserError, os_reason
 from lib.files import write_json_atomic, write_text_atomic
 from lib.model.pretrained import load_qa_model
@@ -117,16 +128,68 @@ def make_pruner(cfg: Config) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.pruner_startup_trials)
 
 
-def suggest(trial: optuna.Trial, key: str, spec: dict[str, Any]) -> Any:
-    """One value for a dotted config key from its `{low, high, log|step}` / `{choices}` spec."""
-    if "choices" in spec:
-        return trial.suggest_categorical(key, spec["choices"])
-    low, high = spec["low"], spec["high"]
-    if isinstance(low, int) and isinstance(high, int) and not isinstance(spec.get("step"), float):
-        return trial.suggest_int(
-            key, low, high, step=spec.get("step", 1), log=spec.get("log", False)
-        )
-    return trial.suggest_float(key, low, high, step=spec.get("step"), log=spec.get("log", False))
+def space_distributions(cfg: Config) -> dict[str, BaseDistribution]:
+    """`[tune.space]` as Optuna distributions: `{choices}` is categorical, `{low, high, log|step}`
+    ranges over integers for an int setting and over reals for any other (DESIGN §9 types)."""
+    out: dict[str, BaseDistribution] = {}
+    for key, spec in cfg.tune.space.items():
+        try:
+            if "choices" in spec:
+                out[key] = CategoricalDistribution(spec["choices"])
+            elif is_int_field(space_field_type(cfg, key)):
+                out[key] = IntDistribution(
+                    spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1)
+                )
+            else:
+                step = spec.get("step")
+                out[key] = FloatDistribution(
+                    float(spec["low"]),
+                    float(spec["high"]),
+                    log=spec.get("log", False),
+                    step=None if step is None else float(step),
+                )
+        except ValueError as err:  # what the config checks let through and Optuna does not
+            raise UserError(f"tune.space.{key}: {' '.join(str(err).split())}") from None
+    return out
+
+
+def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
+    """One value for a dotted config key from its distribution (`space_distributions`)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(key, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def _describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return f"choices {list(dist.choices)}"
+    kind = "int" if isinstance(dist, IntDistribution) else "float"
+    scale = ", log" if dist.log else ("" if dist.step in (None, 1) else f", step {dist.step}")
+    return f"{kind} {dist.low}..{dist.high}{scale}"
+
+
+def check_space_matches_study(cfg: Config, study: optuna.Study) -> None:
+    """An existing study's trials fix each parameter's kind (int/float/choices), log scale and
+    choices; a space that changed them would fail every new trial inside Optuna. Checked before
+    any trial runs: one line naming the key."""
+    space = space_distributions(cfg)
+    seen: set[tuple[str, str]] = set()
+    for trial in study.get_trials(deepcopy=False):
+        for key, old in trial.distributions.items():
+            if key not in space or (key, repr(old)) in seen:
+                continue
+            seen.add((key, repr(old)))
+            try:
+                check_distribution_compatibility(old, space[key])
+            except ValueError:
+                raise UserError(
+                    f"tune.space.{key}: the study {cfg.tune.study_name!r} in {cfg.tune.storage} "
+                    f"searched {_describe(old)} for this key, the config now asks for "
+                    f"{_describe(space[key])}; Optuna cannot change that within a study: restore "
+                    "the old setting or choose a new tune.study_name"
+                ) from None
 
 
 def study_dir(cfg: Config) -> Path:
@@ -148,6 +211,7 @@ def check_setup(cfg: Config, data: DataCache) -> None:
     prepares stays in `data` for the first trial."""
     if not cfg.tune.space:
         raise UserError("tune.space is empty: declare what to search in [tune.space]")
+    space_distributions(cfg)
     folder = study_dir(cfg)
     refuse_unless_ours(folder, "the study folder (train.output_dir/tune.study_name)", "study")
     refuse_unless_ours(folder / "best", "the study's best/ folder", "run")
@@ -187,15 +251,22 @@ def _best_lock(folder: Path):
         yield
 
 
+def _best_value(best: Path) -> float | None:
+    """The study value of the trial best/ holds (its trial.json), None when there is none."""
+    try:
+        value = json.loads((best / "trial.json").read_text())["value"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no best yet, or not one we can compare with: replace it
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _keep_if_best(run_dir: Path, folder: Path, number: int, value: float) -> None:
     """Copy a finished trial's run to best/ when it beats the one there (model files only)."""
     best = folder / "best"
     with _best_lock(folder):
-        try:
-            if json.loads((best / "trial.json").read_text())["value"] >= value:
-                return
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # no best yet, or not one we can compare with: replace it
+        current = _best_value(best)
+        if current is not None and current >= value:
+            return
         tmp = folder / f".best.tmp-{os.getpid()}"
         shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("checkpoints"))
         write_json_atomic(tmp / "trial.json", {"trial": number, "value": value})
@@ -211,10 +282,12 @@ def _remove_trial_run(run_dir: Path) -> None:
 def make_objective(cfg: Config, train_fn, study_state: StudyState):
     metric = cfg.train.metric
 
+    space = space_distributions(cfg)
+
     def objective(trial: optuna.Trial) -> float:
-        params = {key: suggest(trial, key, spec) for key, spec in cfg.tune.space.items()}
         run_dir = study_dir(cfg) / f"trial-{trial.number}"
         try:
+            params = {key: suggest(trial, key, dist) for key, dist in space.items()}
             trial_cfg = with_overrides(
                 cfg,
                 {
@@ -299,6 +372,7 @@ def run_study(cfg: Config, *, train_fn=None) -> dict:
         direction="maximize",
         load_if_exists=True,
     )
+    check_space_matches_study(cfg, study)  # before the study folder or any trial
     claim_dir(study_dir(cfg), "study")
     try:
         study.optimize(
@@ -333,20 +407,22 @@ def write_summary(cfg: Config, study: optuna.Study, train_fn, retrain: bool = Tr
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
         if cfg.tune.retrain_best and retrain:
-            summary["retrained_value"] = _retrain_best(cfg, best.params, train_fn)
+            summary["retrained_value"] = _retrain_best(cfg, best, train_fn)
         summary["best_dir"] = str(folder / "best")
     write_json_atomic(folder / "best.json", summary)
     write_text_atomic(folder / "trials.csv", trials_table(study))
     return summary
 
 
-def _retrain_best(cfg: Config, params: dict[str, Any], train_fn) -> float:
-    """Train the best parameters once more, keep that run as best/; its validation value."""
+def _retrain_best(cfg: Config, best: optuna.trial.FrozenTrial, train_fn) -> float:
+    """Train the best trial's parameters once more and keep that run as best/, recorded (like a
+    trial's copy) as standing for that trial and its value: a later trial replaces it only by
+    beating that value. Returns the retrained run's validation value."""
     folder = study_dir(cfg)
     retrain = with_overrides(
         cfg,
         {
-            **params,
+            **best.params,
             "train.output_dir": str(folder),
             "train.run_name": f"best-retrained-{os.getpid()}",
             "train.resume": "",
@@ -355,6 +431,19 @@ def _retrain_best(cfg: Config, params: dict[str, Any], train_fn) -> float:
     result = train_fn(retrain)
     run_dir = Path(result["run_dir"])
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # ours: the run just made them
+    retrained = result["val"][cfg.train.metric]
+    record = {"trial": best.number, "value": best.value, "retrained_value": retrained}
+    write_json_atomic(run_dir / "trial.json", record)
     with _best_lock(folder):
-        _replace_best(run_dir, folder / "best")
-    return result["val"][cfg.train.metric]
+        current = _best_value(folder / "best")
+        if current is not None and current > best.value:  # another worker's better trial
+            log.warning(
+                "best/ now holds a trial better than %d (%s > %s): the retrained run is dropped",
+                best.number,
+                current,
+                best.value,
+            )
+            _remove_trial_run(run_dir)
+        else:
+            _replace_best(run_dir, folder / "best")
+    return retrained
