@@ -162,6 +162,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) >= 2**1023:  # TOML ints have no size limit
+                raise UserError(f"config key {key}: too large (about 2**{value.bit_length()})")
             if not math.isfinite(value):  # no key means "unlimited" by inf: 0 does that
                 raise UserError(f"config key {key}: expected a finite number, got {value!r}")
             return float(value)
@@ -276,7 +278,7 @@ def load_config(
             value = text.split("=", 1)[1].strip()  # train.run_name=2024-05-01 names a run
         if parts[:2] == ["tune", "space"] and len(parts) > 2:
             # tune.space.train.lr={low=1e-5, high=1e-4} names one search dimension
-            space = dict(values.get("tune", {}).get("space", {}))
+            space = dict(_space_table(values) or {})
             space[".".join(parts[2:])] = value
             values = _merge(values, {"tune": {"space": space}})
         else:
@@ -284,9 +286,21 @@ def load_config(
     return config_from_dict(values)
 
 
+def _space_table(values: dict) -> dict | None:
+    """values["tune"]["space"], each checked to be a table; None when absent."""
+    tune = values.get("tune", {})
+    if not isinstance(tune, dict):
+        raise UserError(f"config key tune: expected a table, got {type(tune).__name__}")
+    space = tune.get("space")
+    if space is not None and not isinstance(space, dict):
+        raise UserError(f"config key tune.space: expected a table, got {type(space).__name__}")
+    return space
+
+
 def config_from_dict(values: dict) -> Config:
-    if "tune" in values and "space" in values["tune"]:
-        values = _merge(values, {"tune": {"space": flatten_space(values["tune"]["space"])}})
+    space = _space_table(values)
+    if space is not None:
+        values = _merge(values, {"tune": {"space": flatten_space(space)}})
     cfg = _build(Config, values, "")
     validate(cfg)
     return cfg

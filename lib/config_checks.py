@@ -53,7 +53,9 @@ def _field_types(tp: Any) -> tuple:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) if isinstance(value, float) else abs(value) < 2**1023
 
 
 def _fits(value: Any, tp: Any) -> bool:
@@ -163,8 +165,8 @@ def check_name(key: str, name: str, *, allow_empty: bool) -> None:
         problem = "must not start with '.' (hidden names are kept for temporary files)"
     elif name != name.strip() or not name.isprintable():
         problem = "must not contain control characters or leading/trailing spaces"
-    elif len(name) > MAX_NAME:
-        problem = f"must be at most {MAX_NAME} characters"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:  # file systems count bytes
+        problem = f"must be at most {MAX_NAME} bytes in UTF-8"
     _require(problem is None, f"{key}={name!r} {problem}")
 
 
@@ -217,6 +219,8 @@ def validate(cfg: Config) -> None:
     )
     _check_alignment(d)
     _require(d.limit >= 0, f"data.limit must be >= 0, got {d.limit}")
+    for key, seed in (("train.seed", t.seed), ("tune.seed", cfg.tune.seed)):
+        _require(0 <= seed < 2**32, f"{key} must be in [0, 2**32) (numpy's range), got {seed}")
     for key in ("dropout", "attention_dropout"):
         value = getattr(cfg.model, key)
         _require(

@@ -107,22 +107,48 @@ def claim_dir(path: Path, kind: str) -> None:
         raise path_error(path, "create the folder", err) from None
 
 
+class RunLock:
+    """An exclusive lock (flock) on a run folder, held by the process that trains into it until
+    the training ends; the kernel drops it when that process dies. It tells a run being trained
+    from one whose creator merely still runs (a notebook that trained it, tune.py). Where flock
+    does not exist (not POSIX) it holds nothing."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def acquire(self, run_dir: Path) -> None:
+        self.fd = _lock(Path(run_dir))
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+
+def _lock(run_dir: Path) -> int | None:
+    """A descriptor of `run_dir` holding its flock; a UserError when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError(
+            f"run directory {run_dir} is being written by another training (it holds the "
+            "folder's lock); let it finish, or stop it first"
+        ) from None
+    return fd
+
+
 def check_not_in_use(run_dir: Path) -> None:
-    """Before resuming: a run folder that another training still running on this host writes is
-    refused (a second `train.resume=latest` picks the live run: it has the newest checkpoint)."""
-    marker = owner(run_dir)
-    if marker is not None:  # (a run from before markers: nothing to tell)
-        _refuse_if_training(Path(run_dir), marker, advice="let it finish, or stop it first")
-
-
-def claim_for_resume(run_dir: Path) -> None:
-    """Resume: checked again (`check_not_in_use`), then the marker names this process, so that
-    another process sees the run is in use."""
-    check_not_in_use(run_dir)
-    marker = owner(run_dir)
-    if marker is not None:
-        record = {**marker, "pid": os.getpid(), "host": socket.gethostname()}
-        write_json_atomic(Path(run_dir) / OWNER_FILE, record)
+    """Before resuming: refuse a run folder that another training still writes (a second
+    `train.resume=latest` would pick the live run: it has the newest checkpoint)."""
+    probe = RunLock()
+    probe.acquire(run_dir)
+    probe.release()
 
 
 def _create_marker(folder: Path, record: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -116,6 +117,31 @@ def test_legacy_fp16_pickle_with_gamma_beta_and_prefix(tiny_bert_dir, tmp_path):
     assert tokenizer.encode("Sleep sleep", add_special_tokens=False).tokens == ["Sleep", "sleep"]
 
 
+def test_a_converted_pickle_never_hides_the_pickle(tiny_bert_dir, tmp_path):
+    """pytorch_model.bin is converted to model.safetensors only once it loaded, and a conversion
+    of a .bin that has been replaced since is not read instead of the new one."""
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    good = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    name = "encoder.layer.0.output.dense.weight"
+    torch.save({**good, name: good[name][:, :3].contiguous()}, folder / "pytorch_model.bin")
+    assert name in one_line_error(lambda: load_encoder(folder))
+    assert not (folder / "model.safetensors").exists()  # a .bin that failed is not converted
+
+    torch.save(good, folder / "pytorch_model.bin")
+    first = load_encoder(folder)
+    assert (folder / "model.safetensors").is_file()
+    changed = {**good, name: good[name] + 1.0}
+    torch.save(changed, folder / "pytorch_model.bin")  # the user replaces the checkpoint
+    os.utime(folder / "pytorch_model.bin", ns=(1, 1))  # even within the same mtime tick
+    second = load_encoder(folder)
+    weight = second.encoder.layer[0].output.dense.weight
+    assert torch.equal(weight, changed[name]) and not torch.equal(
+        weight, first.encoder.layer[0].output.dense.weight
+    )
+    assert torch.equal(load_file(folder / "model.safetensors")[name], changed[name])
+
+
 def test_missing_tensor(tiny_bert_dir, tmp_path):
     folder = copy_of(tiny_bert_dir, tmp_path)
     rewrite_weights(folder, lambda t: t.pop("encoder.layer.1.attention.self.key.bias"))
@@ -141,6 +167,58 @@ def test_wrong_shape(tiny_bert_dir, tmp_path):
     rewrite_weights(folder, lambda t: t.update({name: t[name][:, :35].contiguous()}))
     message = one_line_error(lambda: load_encoder(folder))
     assert name in message and "(37, 35)" in message and "(37, 36)" in message
+
+
+@pytest.mark.parametrize(
+    "dtype, value, message",
+    [
+        (torch.int8, None, "is torch.int8, not floating point"),
+        (torch.bool, None, "is torch.bool, not floating point"),
+        (torch.float32, float("nan"), "holds NaN or infinite values"),
+        (torch.float16, float("inf"), "holds NaN or infinite values"),
+    ],
+)
+def test_weights_that_are_not_finite_floats_are_refused(
+    tiny_bert_dir, tmp_path, dtype, value, message
+):
+    """copy_ would cast an int8/bool tensor of the right shape into the parameter silently."""
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    name = "encoder.layer.0.output.dense.weight"
+
+    def damage(tensors):
+        tensor = tensors[name].clone()
+        if value is not None:
+            tensor[0, 0] = value
+        tensors[name] = tensor.to(dtype)
+
+    rewrite_weights(folder, damage)
+    error = one_line_error(lambda: load_encoder(folder))
+    assert name in error and message in error
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads must be a whole number from 1"),
+        ({"hidden_size": -36}, "hidden_size must be a whole number from 1"),
+        ({"hidden_size": 36.0}, "hidden_size must be a whole number"),
+        ({"vocab_size": None}, "vocab_size must be a whole number"),
+        ({"vocab_size": 0}, "vocab_size must be a whole number from 1"),
+        ({"max_position_embeddings": 10**12}, "max_position_embeddings must be a whole number"),
+        ({"num_attention_heads": 5}, "not a multiple of num_attention_heads 5"),
+        ({"pad_token_id": 10**6}, "pad_token_id must be a token id below vocab_size"),
+        ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob must be a number in [0.0, 1.0)"),
+        ({"layer_norm_eps": 0}, "layer_norm_eps must be a number in (0, 1)"),
+    ],
+)
+def test_config_json_values_no_model_can_have_are_one_line(
+    tiny_bert_dir, tmp_path, change, message
+):
+    folder = copy_of(tiny_bert_dir, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    error = one_line_error(lambda: load_encoder(folder))
+    assert "config.json: invalid BERT config" in error and message in error
 
 
 def test_missing_config(tiny_bert_dir, tmp_path):
@@ -214,3 +292,19 @@ def test_unwritable_folder_still_loads_legacy_pickle(tiny_bert_dir, tmp_path, mo
     monkeypatch.setattr(lib.files.tempfile, "mkstemp", refuse)
     assert load_encoder(folder).config.num_hidden_layers == 2
     assert not (folder / "model.safetensors").exists()
+
+
+def test_a_model_folder_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
+    """Path.is_dir raises PermissionError (not False) for a folder behind one we may not enter
+    (a root-owned home, chmod 000); and "~nosuchuser" has no home to expand."""
+    real = Path.is_dir
+
+    def denied(self):
+        if "locked" in str(self):
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    error = one_line_error(lambda: resolve_model_dir(tmp_path / "locked" / "model"))
+    assert "locked/model: cannot read the model folder (Permission denied)" in error
+    assert "~nosuchuser" in one_line_error(lambda: resolve_model_dir("~nosuchuser/model"))

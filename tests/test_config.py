@@ -85,6 +85,12 @@ def test_a_text_setting_takes_the_override_as_typed():
         ("tune.space.train.lx={low=0,high=1}", "tune.space.train.lx: unknown config key"),
         ("nodots=1", "must be dotted"),
         ("train.lr", "must look like key=value"),
+        ("train.seed=-1", "train.seed must be in [0, 2**32)"),
+        ("tune.seed=4294967296", "tune.seed must be in [0, 2**32)"),
+        ("train.lr=1" + "0" * 400, "config key train.lr: too large (about 2**1329)"),
+        ("tune.timeout=-1" + "0" * 400, "config key tune.timeout: too large"),
+        ("train.run_name=" + "é" * 101, "must be at most 200 bytes in UTF-8"),
+        ("tune.space=3", "config key tune.space: expected a table, got int"),
     ],
 )
 def test_bad_config_is_one_clear_line(override, message):
@@ -199,3 +205,13 @@ def test_search_space_values_of_the_key_type_load():
         "model.dropout",
         "train.warmup_ratio",
     }
+
+
+@pytest.mark.parametrize("text", ["tune = 5\n", "[tune]\nspace = []\n"])
+def test_a_tune_section_that_is_not_a_table_is_one_line(tmp_path, text):
+    overlay = tmp_path / "o.toml"
+    overlay.write_text(text)
+    with pytest.raises(UserError, match=r"^config key tune(\.space)?: expected a table"):
+        load_config(overlay)
+    with pytest.raises(UserError, match=r"^config key tune(\.space)?: expected a table"):
+        load_config(overlay, ["tune.space.train.lr={low=1e-5,high=1e-4}"])

@@ -19,7 +19,7 @@ from lib.config import load_config, with_overrides
 from lib.data.corpus import load_posts
 from lib.errors import UserError, printable
 from lib.files import json_line, write_text_atomic
-from lib.run_dir import MANIFEST, OWNER_FILE, STATE_FILE, usable_checkpoint
+from lib.run_dir import MANIFEST, STATE_FILE, usable_checkpoint
 from lib.training.trainer import train
 from lib.training.tuning import run_study
 
@@ -281,24 +281,31 @@ def test_a_best_model_left_half_saved_is_never_scored(checkpointed_run, tiny_ove
 
 def test_resuming_a_run_another_live_training_writes_is_refused(checkpointed_run, tiny_overrides):
     """`train.resume=latest` picks the run with the newest checkpoint, which may be one still
-    training: refused in one line, its files untouched; a resume names itself in the marker."""
+    training (it holds the folder's lock): refused in one line, its files untouched. The process
+    that created the run (this one) being alive is no reason to refuse."""
     run, _ = checkpointed_run
-    marker_path = run / OWNER_FILE
-    marker = json.loads(marker_path.read_text())
-    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = textwrap.dedent(
+        f"""
+        import fcntl, os, time
+        fd = os.open({str(run)!r}, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(120)
+        """
+    )
+    training = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE)
     try:
-        marker_path.write_text(json.dumps({**marker, "pid": alive.pid}))
+        assert training.stdout.readline().strip() == b"locked"
         before = tree(run)
         proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
         line = one_line_exit_2(proc)
-        assert f"is being written by another training (pid {alive.pid}); let it finish" in line
+        assert "is being written by another training" in line and "let it finish" in line
         assert tree(run) == before
     finally:
-        alive.kill()
-        alive.wait()
+        training.kill()
+        training.wait()
     proc = cli("train.py", *tiny_overrides(run.parent), f"train.resume={run}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(marker_path.read_text())["pid"] not in (marker["pid"], alive.pid)
 
 
 # ---------------------------------------------------------------- 6. values that fail late
@@ -425,6 +432,20 @@ def test_files_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_output_piped_into_head_stops_quietly():
+    """`python -m lib.data ... | head`: the reader goes away; no BrokenPipeError traceback."""
+    code = (
+        "from lib.errors import run_cli\nrun_cli(lambda: [print('row', i) for i in range(10**6)])"
+    )
+    producer = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert producer.stdout.readline() == b"row 0\n"
+    producer.stdout.close()
+    stderr = producer.stderr.read()
+    assert producer.wait(timeout=60) == 1 and stderr == b"", stderr[-2000:]
 
 
 def test_messages_never_carry_control_characters():

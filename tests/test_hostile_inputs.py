@@ -17,6 +17,7 @@ sees it. Hostile paths (`../x`, absolute names) are chosen so that they too land
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -126,6 +127,14 @@ def drop_tokenizer(copy: Path) -> None:
 
 def garble_config_json(copy: Path) -> None:
     (copy / "config.json").write_text('{"hidden_size": 36,', encoding="utf-8")
+
+
+def set_config_json(**values) -> Callable[[Path], None]:
+    def change(copy: Path) -> None:
+        config = json.loads((copy / "config.json").read_text(encoding="utf-8"))
+        (copy / "config.json").write_text(json.dumps({**config, **values}), encoding="utf-8")
+
+    return change
 
 
 def truncate_checkpoints(copy: Path) -> None:
@@ -382,6 +391,18 @@ CASES = [
         "model.name={tmp}/modelcopy",
         setup=model_copy(garble_config_json),
         expect=r"config\.json",
+    ),
+    train(
+        "train-model-zero-heads",
+        "model.name={tmp}/modelcopy",
+        setup=model_copy(set_config_json(num_attention_heads=0)),
+        expect=r"config\.json: invalid BERT config \(num_attention_heads must be",
+    ),
+    train(
+        "train-model-one-token-type",
+        "model.name={tmp}/modelcopy",
+        setup=model_copy(set_config_json(type_vocab_size=1)),
+        expect=r"type_vocab_size 1",
     ),
     train(
         "train-model-truncated-weights",

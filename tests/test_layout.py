@@ -77,3 +77,17 @@ def test_no_function_in_lib_is_over_100_lines():
                 if length > 100:
                     long.append(f"{path.name}:{node.name} ({length} lines)")
     assert not long, long
+
+
+def test_the_corpus_checker_starts_without_torch():
+    """`python -m lib.data` (load, align, split, report) needs no torch until a semantic
+    alignment computes vectors: its --help and a verbatim corpus start fast, and Ctrl-C during
+    start-up is run_cli's one line, not a traceback from inside torch's import."""
+    import subprocess
+    import sys
+
+    code = "import sys, lib.data.dataset, lib.errors; print('torch' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=LIB.parent, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip() == "False", proc.stderr[-2000:]

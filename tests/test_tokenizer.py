@@ -118,6 +118,11 @@ def test_check_tokenizer_fits(cased, tiny_bert_dir, tmp_path):
     (tmp_path / "vocab.txt").write_text(vocab)
     with pytest.raises(UserError, match=r"lacks special token\(s\) \[PAD\]"):
         check_tokenizer_fits(load_tokenizer(tmp_path), vocab_size=1000, source="x")
+    # without [UNK] the first word outside the vocabulary would fail mid-run
+    vocab = (tiny_bert_dir / "vocab.txt").read_text().replace("[UNK]\n", "")
+    (tmp_path / "vocab.txt").write_text(vocab)
+    with pytest.raises(UserError, match=r"lacks special token\(s\) \[UNK\]"):
+        check_tokenizer_fits(load_tokenizer(tmp_path), vocab_size=1000, source="x")
 
 
 def test_unreadable_tokenizer_json(tmp_path):

@@ -40,12 +40,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from lib.data.lexical import WordWeights, content_words, overlap
 from lib.data.sentences import split_sentences
+
+if TYPE_CHECKING:  # torch is imported where vectors are computed: `python -m lib.data` starts fast
+    import torch
 
 # Calibrated on the paraphrased demo corpus (bench/align.py; the README has the sweep's outcome).
 MAX_RUN = 3  # adjacent sentences one candidate may span (paraphrase merges sentences)
@@ -282,12 +283,14 @@ class SemanticMatcher:
                     missing.setdefault((id(post), i), post.texts[i])
                     owners[id(post)] = post
         texts = list(missing.values()) + list(annotations)
-        sums, counts = encoder.token_sums(texts) if texts else (torch.zeros(0, 1), torch.zeros(0))
+        if not texts:
+            return []
+        sums, counts = encoder.token_sums(texts)
         for row, (post_id, i) in enumerate(missing):
             owners[post_id].sums[i] = (sums[row], float(counts[row]))
         offset = len(missing)
         means = sums[offset:] / counts[offset:].clamp(min=1).unsqueeze(-1)  # (N, H)
-        return list(torch.nn.functional.normalize(means, dim=-1))
+        return list(_unit(means))
 
     def _candidates(
         self,
@@ -320,5 +323,9 @@ class SemanticMatcher:
     def _cosine(post: _Post, first: int, last: int, annotation_vector: torch.Tensor) -> float:
         total = sum(post.sums[i][0] for i in range(first, last + 1))
         count = sum(post.sums[i][1] for i in range(first, last + 1))
-        vector = torch.nn.functional.normalize(total / max(count, 1.0), dim=-1)
-        return float(vector @ annotation_vector)
+        return float(_unit(total / max(count, 1.0)) @ annotation_vector)
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    """torch.nn.functional.normalize(vectors, dim=-1), with the tensor's own methods."""
+    return vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -24,6 +24,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+# Upper bounds for config.json's sizes: far above any BERT, low enough that a typo (an extra
+# zero, 1e12) is refused before it allocates the model.
+SIZE_LIMITS = {
+    "vocab_size": 1 << 22,
+    "hidden_size": 1 << 16,
+    "num_hidden_layers": 1 << 10,
+    "num_attention_heads": 1 << 10,
+    "intermediate_size": 1 << 18,
+    "max_position_embeddings": 1 << 17,
+    "type_vocab_size": 1 << 10,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
 
 @dataclass(frozen=True)
 class BertConfig:
@@ -44,7 +60,31 @@ class BertConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        assert self.hidden_size % self.num_attention_heads == 0, "hidden_size % heads != 0"
+        problem = self.problem()
+        if problem is not None:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """Why no model can be built from these values (a config.json is user input), or None."""
+        for name, limit in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= limit:
+                return f"{name} must be a whole number from 1 to {limit}, got {value!r}"
+        if type(self.pad_token_id) is not int or not 0 <= self.pad_token_id < self.vocab_size:
+            return f"pad_token_id must be a token id below vocab_size, got {self.pad_token_id!r}"
+        if self.hidden_size % self.num_attention_heads:
+            return (
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
+                f"{self.num_attention_heads}"
+            )
+        rates = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        for name, low, high in [*((r, 0.0, 1.0) for r in rates), ("initializer_range", 0.0, 1.0)]:
+            value = getattr(self, name)
+            if not _is_number(value) or not low <= value < high:
+                return f"{name} must be a number in [{low}, {high}), got {value!r}"
+        if not _is_number(self.layer_norm_eps) or not 0 < self.layer_norm_eps < 1:
+            return f"layer_norm_eps must be a number in (0, 1), got {self.layer_norm_eps!r}"
+        return None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BertConfig:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lib.errors import UserError
@@ -101,7 +101,7 @@ def read_config(folder: Path) -> BertConfig:
         raise UserError(f"{path}: hidden_act {values['hidden_act']!r} not in {sorted(ACTIVATIONS)}")
     try:
         config = BertConfig.from_dict(values)
-    except (TypeError, AssertionError) as err:
+    except (TypeError, ValueError) as err:
         raise UserError(f"{path}: invalid BERT config ({err})") from None
     return config
 
@@ -130,8 +130,22 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def convert_to_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write the tensors of a pickled checkpoint as safetensors, once; skip if we cannot write."""
+CONVERTED_FROM = "converted_from"  # safetensors metadata: the pytorch_model.bin it came from
+
+
+def _stamp(path: Path) -> str:
+    """Size and modification time: what tells a replaced pytorch_model.bin from the one converted."""
+    info = path.stat()
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+def convert_to_safetensors(tensors: dict[str, torch.Tensor], folder: Path) -> None:
+    """Write pytorch_model.bin's tensors (which just loaded into a model) as model.safetensors,
+    stamped with the .bin they came from; skip if we cannot write, or if model.safetensors is
+    something of the user's (a link)."""
+    path = folder / "model.safetensors"
+    if path.is_symlink():
+        return
     seen_storages: set[int] = set()
     plain = {}
     for name, tensor in tensors.items():
@@ -139,21 +153,35 @@ def convert_to_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None
         storage = tensor.untyped_storage().data_ptr()
         plain[name] = tensor.contiguous() if storage not in seen_storages else tensor.clone()
         seen_storages.add(storage)
+    metadata = {"format": "pt", CONVERTED_FROM: _stamp(folder / "pytorch_model.bin")}
     try:
-        write_atomically(path, lambda temp: save_file(plain, temp, metadata={"format": "pt"}))
+        write_atomically(path, lambda temp: save_file(plain, temp, metadata=metadata))
     except (OSError, UserError) as err:  # a read-only model folder still loads
         log.info("could not write %s (%s); will read pytorch_model.bin again next time", path, err)
     else:
         log.info("converted pytorch_model.bin to %s", path)
 
 
+def _stale_conversion(safetensors_path: Path, pickle_path: Path) -> bool:
+    """model.safetensors is our conversion of a pytorch_model.bin that has been replaced since."""
+    try:
+        with safe_open(safetensors_path, "pt") as f:
+            converted = (f.metadata() or {}).get(CONVERTED_FROM)
+    except (SafetensorError, OSError, ValueError):
+        return False  # unreadable: read_safetensors says so
+    return converted is not None and pickle_path.is_file() and converted != _stamp(pickle_path)
+
+
 def read_weight_file(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     """The folder's tensors and the file they came from: model.safetensors, else
-    pytorch_model.bin (read with weights_only=True, then converted to model.safetensors)."""
+    pytorch_model.bin (read with weights_only=True; the caller converts it once it loaded). A
+    model.safetensors we converted from a pytorch_model.bin replaced since is not used."""
     safetensors_path = folder / "model.safetensors"
-    if safetensors_path.is_file():
-        return read_safetensors(safetensors_path), safetensors_path
     pickle_path = folder / "pytorch_model.bin"
+    if safetensors_path.is_file():
+        if not _stale_conversion(safetensors_path, pickle_path):
+            return read_safetensors(safetensors_path), safetensors_path
+        log.info("%s was converted from an older %s: reading it", safetensors_path, pickle_path)
     if not pickle_path.is_file():
         raise UserError(f"{folder}: no model.safetensors or pytorch_model.bin")
     try:
@@ -162,10 +190,10 @@ def read_weight_file(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
         detail = " ".join(str(err).split())[:300]
         raise UserError(f"{pickle_path}: unreadable checkpoint ({detail})") from None
     if not isinstance(tensors, dict) or not all(
-        isinstance(value, torch.Tensor) for value in tensors.values()
+        isinstance(key, str) and isinstance(value, torch.Tensor) and value.layout == torch.strided
+        for key, value in tensors.items()
     ):
-        raise UserError(f"{pickle_path}: expected a flat state dict of tensors")
-    convert_to_safetensors(tensors, safetensors_path)
+        raise UserError(f"{pickle_path}: expected a flat state dict of dense tensors by name")
     return tensors, pickle_path
 
 
@@ -207,6 +235,11 @@ def checked_tensor(
         raise UserError(
             f"{source}: tensor {label!r} has shape {tuple(tensor.shape)}, the model needs {shape}"
         )
+    # copy_ would cast anything (int8, bool, complex) into the parameter without a word
+    if not tensor.is_floating_point():
+        raise UserError(f"{source}: tensor {label!r} is {tensor.dtype}, not floating point")
+    if not bool(torch.isfinite(tensor).all()):
+        raise UserError(f"{source}: tensor {label!r} holds NaN or infinite values")
     return tensor
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from lib.errors import UserError
+from lib.errors import UserError, path_error
 from lib.files import write_atomically, write_text_atomic
 from lib.model import hf_weights
 from lib.model import tokenizer as tokenizer_files
@@ -92,7 +92,15 @@ def hub_snapshot(repo_id: str) -> Path:
 
 def resolve_model_dir(name: str | os.PathLike) -> Path:
     """A local folder holding config.json for `name`: a folder, the minilm-l6 alias or a Hub id."""
-    text = str(name)
+    try:
+        return _resolve_model_dir(str(name))
+    except OSError as err:  # e.g. a folder we may not enter: Path.is_dir raises, not False
+        raise path_error(name, "read the model folder", err) from None
+    except RuntimeError as err:  # expanduser of "~nosuchuser/..."
+        raise UserError(f"model {str(name)!r}: {err}") from None
+
+
+def _resolve_model_dir(text: str) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():
         folder = path.resolve()
@@ -142,6 +150,8 @@ def _load(cls, path_or_name, dropout, attention_dropout, gradient_checkpointing,
     tensors, source = hf_weights.read_weight_file(folder)
     if not hf_weights.load_weights(model, tensors, source=source, head=head) and head != "ignore":
         log.info("%s has no qa_outputs.*: the QA head starts from a fresh initialisation", source)
+    if source.name == "pytorch_model.bin":  # loaded: convert once, so later loads are safetensors
+        hf_weights.convert_to_safetensors(tensors, folder)
     return model.eval()
 
 

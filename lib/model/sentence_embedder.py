@@ -34,7 +34,8 @@ class SentenceEmbedder:
         self.model_name = model_name
         self.encoder: BertModel = load_encoder(model_name).eval()
         self.tokenizer = load_tokenizer(model_name)
-        self.max_tokens = max_tokens
+        # never more tokens than the encoder has positions for
+        self.max_tokens = min(max_tokens, self.encoder.config.max_position_embeddings)
         self.batch_size = batch_size
         self._centre: torch.Tensor | None = None  # the mean input word vector, once
         self._stop_ids: frozenset[int] = frozenset()

@@ -105,7 +105,8 @@ def load_tokenizer(folder: Path) -> Tokenizer:
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, *, vocab_size: int, source: str) -> None:
-    """UserError unless every token id fits the embedding table and [CLS]/[SEP]/[PAD] exist."""
+    """UserError unless every token id fits the embedding table and [CLS]/[SEP]/[PAD] (and the
+    WordPiece unknown token, else the first word outside the vocabulary fails mid-run) exist."""
     # the largest id, not the count: added tokens may leave gaps
     largest_id = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
     if largest_id >= vocab_size:
@@ -113,6 +114,9 @@ def check_tokenizer_fits(tokenizer: Tokenizer, *, vocab_size: int, source: str) 
             f"{source}: tokenizer has token id {largest_id} but the model's vocab_size is "
             f"{vocab_size}"
         )
-    absent = [token for token in SPECIAL_TOKENS if tokenizer.token_to_id(token) is None]
+    needed = list(SPECIAL_TOKENS)
+    if isinstance(tokenizer.model, models.WordPiece):  # what a word outside the vocab becomes
+        needed.append(tokenizer.model.unk_token)
+    absent = [token for token in needed if tokenizer.token_to_id(token) is None]
     if absent:
         raise UserError(f"{source}: tokenizer lacks special token(s) {', '.join(absent)}")

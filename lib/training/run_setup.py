@@ -150,6 +150,7 @@ def resolve_run(cfg: Config) -> tuple[Config, Path, Path | None]:
     if cfg.train.resume:
         run_dir = find_resume_dir(cfg.train.resume, cfg.train.output_dir)
         check_not_in_use(run_dir)
+        state.wait_for_everyone()  # every process looked before this launch's main locks it
         cfg = resume_config(cfg, run_dir)
         checkpoint = usable_checkpoint(run_dir)
         check_same_processes(checkpoint, state.num_processes)
@@ -186,8 +187,13 @@ def check_model_fits(cfg: Config) -> None:
     """features.max_length, and the widest batch (a full window padded up to a multiple of
     features.pad_to_multiple_of), fit the model's position embeddings (read from its
     config.json, before any weights are loaded)."""
-    f = cfg.features
-    positions = read_config(resolve_model_dir(cfg.model.name)).max_position_embeddings
+    f, config = cfg.features, read_config(resolve_model_dir(cfg.model.name))
+    positions = config.max_position_embeddings
+    if config.type_vocab_size < 2:  # features.py gives the post's tokens token type 1
+        raise UserError(
+            f"model {cfg.model.name} has type_vocab_size {config.type_vocab_size}: a question and "
+            "a post need two token types"
+        )
     if f.max_length > positions:
         raise UserError(
             f"features.max_length={f.max_length} is longer than model "

@@ -42,10 +42,10 @@ from lib.files import write_json_atomic, write_text_atomic
 from lib.model.cpu_speedups import apply_cpu_speedups
 from lib.model.pretrained import load_qa_model, save_qa_model
 from lib.run_dir import (
+    RunLock,
     TrainerState,
     checkpoint_tmp_path,
     claim_dir,
-    claim_for_resume,
     finish_checkpoint,
     forget_model_files,
     read_trainer_state,
@@ -105,13 +105,16 @@ def train(
     """
     preflight(cfg)
     cfg, run_dir, resume_from = resolve_run(cfg)
+    lock = RunLock()  # held by the main process from the moment the run folder is its own
     try:
-        metrics = _train(cfg, run_dir, resume_from, on_evaluate, data_cache)
+        metrics = _train(cfg, run_dir, resume_from, on_evaluate, data_cache, lock)
     except BaseException:
         _close_file_log(run_dir)  # before its folder may go
         if resume_from is None and PartialState().is_main_process:
             remove_failed_start(run_dir)
         raise
+    finally:
+        lock.release()
     _close_file_log(run_dir)
     return metrics
 
@@ -140,9 +143,14 @@ class TrainingRun:
 
 
 def _train(
-    cfg: Config, run_dir: Path, resume_from: Path | None, on_evaluate, data_cache: DataCache | None
+    cfg: Config,
+    run_dir: Path,
+    resume_from: Path | None,
+    on_evaluate,
+    data_cache: DataCache | None,
+    lock: RunLock,
 ) -> dict:
-    run = _set_up(cfg, run_dir, resume_from, data_cache)
+    run = _set_up(cfg, run_dir, resume_from, data_cache, lock)
     trainer = TrainerState()
     if resume_from is not None:
         remove_stale_temporaries(run_dir)
@@ -216,13 +224,16 @@ def _model_and_optimizer(cfg: Config, batches_per_epoch: int, num_processes: int
     return model, optimizer, scheduler
 
 
-def _open_run_dir(cfg: Config, run_dir: Path, dataset: Dataset, resuming: bool) -> None:
-    """Everything checked: now the run directory is written (by the main process)."""
+def _open_run_dir(
+    cfg: Config, run_dir: Path, dataset: Dataset, resuming: bool, lock: RunLock
+) -> None:
+    """Everything checked: now the run directory is written (by the main process, which holds
+    its lock until the run ends)."""
     state = PartialState()
-    if state.is_main_process and resuming:
-        claim_for_resume(run_dir)
-    elif state.is_main_process:
-        claim_dir(run_dir, "run")
+    if state.is_main_process:
+        if not resuming:
+            claim_dir(run_dir, "run")
+        lock.acquire(run_dir)
     state.wait_for_everyone()
     _add_file_log(run_dir, state.is_main_process)
     if state.is_main_process and not resuming:
@@ -231,7 +242,11 @@ def _open_run_dir(cfg: Config, run_dir: Path, dataset: Dataset, resuming: bool) 
 
 
 def _set_up(
-    cfg: Config, run_dir: Path, resume_from: Path | None, data_cache: DataCache | None
+    cfg: Config,
+    run_dir: Path,
+    resume_from: Path | None,
+    data_cache: DataCache | None,
+    lock: RunLock,
 ) -> TrainingRun:
     """Data -> seed -> model -> optimizer -> scheduler -> one `prepare` (Accelerate's order)."""
     t = cfg.train
@@ -247,7 +262,7 @@ def _set_up(
     dataset, tokenizer, features = data.dataset, data.windows.tokenizer, data.windows.features
     train_loader, eval_loaders = _loaders(cfg, features, tokenizer.token_to_id("[PAD]"))
     model, optimizer, scheduler = _model_and_optimizer(cfg, len(train_loader), state.num_processes)
-    _open_run_dir(cfg, run_dir, dataset, resume_from is not None)
+    _open_run_dir(cfg, run_dir, dataset, resume_from is not None, lock)
     log.info("data: %s", {k: len(v) for k, v in dataset.splits.items()})
     log.info("windows: %s", {k: len(v) for k, v in features.items()})
 
