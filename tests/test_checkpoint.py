@@ -308,3 +308,27 @@ def test_a_model_folder_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
     error = one_line_error(lambda: resolve_model_dir(tmp_path / "locked" / "model"))
     assert "locked/model: cannot read the model folder (Permission denied)" in error
     assert "~nosuchuser" in one_line_error(lambda: resolve_model_dir("~nosuchuser/model"))
+
+
+def test_a_hub_repo_that_is_no_bert_is_refused_before_its_weights_download(tmp_path, monkeypatch):
+    """config.json (and the tokenizer) come down first; a GPT-2 never costs its weights. An
+    error of the HTTP client (not an OSError) is one line too."""
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(repo_id, allow_patterns, local_files_only):
+        asked.append(list(allow_patterns))
+        if repo_id == "owner/flaky":
+            raise RuntimeError("connection reset by peer")  # e.g. an httpx error
+        folder = tmp_path / "snapshot"
+        folder.mkdir(exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    assert "model_type 'gpt2' is not 'bert'" in one_line_error(
+        lambda: resolve_model_dir("owner/gpt2")
+    )
+    assert asked == [["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json"]]
+    assert "connection reset by peer" in one_line_error(lambda: resolve_model_dir("owner/flaky"))

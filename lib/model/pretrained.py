@@ -57,11 +57,7 @@ def hub_offline() -> bool:
 def hub_snapshot(repo_id: str) -> Path:
     """The Hub repo's files we need, from huggingface_hub's cache or downloaded into it."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     offline = hub_offline()
 
@@ -76,13 +72,16 @@ def hub_snapshot(repo_id: str) -> Path:
             problem = "not in the local Hub cache and " + (
                 "HF_HUB_OFFLINE=1" if offline else "the Hub is unreachable"
             )
-        except (OSError, ValueError, EntryNotFoundError) as err:
+        except Exception as err:  # OSError, ValueError, the HTTP client's own errors...
             problem = " ".join(str(err).split())[:200] or type(err).__name__
         raise UserError(
             f"model {repo_id!r} is not a local folder or a known alias ({MINILM_ALIAS}), and "
             f"cannot be fetched from the Hugging Face Hub: {problem}; {SUGGESTION}"
         )
 
+    # config.json and the tokenizer first: a repo that is no BERT is refused before its weights
+    # (hundreds of MB) come down
+    hf_weights.read_config(download([name for name in HUB_FILES if name != "model.safetensors"]))
     folder = download(HUB_FILES)
     if not (folder / "model.safetensors").is_file():
         # Older repos (SpanBERT) only have the pickle; it is converted to safetensors on load.
