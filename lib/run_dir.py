@@ -166,16 +166,14 @@ def _create_marker(folder: Path, record: dict) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _refuse_if_training(
-    path: Path, marker: dict, certain: bool = False, advice: str = "choose another train.run_name"
-) -> None:
+def _refuse_if_training(path: Path, marker: dict, certain: bool = False) -> None:
     """A UserError when `marker` names another process that is still running on this host (or,
     `certain`, that has just claimed the folder, whatever we can tell about it)."""
     state = _writer_state(marker)
     if state == "running" or (certain and state != "self"):
         raise UserError(
             f"run directory {path} is being written by another training "
-            f"(pid {marker.get('pid', '?')}); {advice}"
+            f"(pid {marker.get('pid', '?')}); choose another train.run_name"
         )
 
 
@@ -524,24 +522,26 @@ def finish_checkpoint(run_dir: Path, step: int, state: TrainerState, keep: int) 
         shutil.rmtree(aside, ignore_errors=True)  # an older set-aside copy, superseded by final
         os.replace(final, aside)
     os.replace(tmp, final)
-    shutil.rmtree(aside, ignore_errors=True)
-    done = _checkpoints(run_dir)
-    superseded = set(final.parent.glob(ASIDE + "step-*")) - set(done)
-    for old in [*done[keep:], *superseded]:
+    _remove_superseded_asides(run_dir)  # the one just set aside among them
+    for old in _checkpoints(run_dir)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def remove_stale_temporaries(run_dir: Path) -> None:
-    """Before a resume: what killed runs left half-written, and set-aside checkpoints that a
-    finished step-NNN supersedes (one that stands in for a missing step-NNN stays)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    for tmp in folder.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+def _remove_superseded_asides(run_dir: Path) -> None:
+    """Remove the set-aside checkpoints whose step-NNN is complete again (one that stands in for
+    a missing step-NNN stays: `_checkpoints` lists it)."""
     usable = set(_checkpoints(run_dir))
-    for aside in folder.glob(ASIDE + "step-*"):
+    for aside in (Path(run_dir) / CHECKPOINTS).glob(ASIDE + "step-*"):
         if aside not in usable:
             shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Before a resume: what killed runs left half-written, and superseded set-aside copies."""
+    for tmp in (Path(run_dir) / CHECKPOINTS).glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    _remove_superseded_asides(run_dir)
 
 
 def read_trainer_state(checkpoint: Path) -> TrainerState:
