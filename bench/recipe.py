@@ -5,9 +5,9 @@
                            [key=value ...]
 
 The real run: fp32 (--mixed-precision no, the default: the 2-core development CPU has no bf16
-units), the threads torch uses by default, the whole demo corpus. Estimated from short timed
-runs on that machine, alone on it: ours ~18 min, recipe ~1.5 h, recipe-our-lr ~2.2 h (~4 h in
-all; a busy machine makes it several times longer; runs/ is git-ignored):
+units), the threads torch uses by default, the whole demo corpus. Measured on that machine,
+alone on it (2026-11-29/30): ours 18 min, recipe 1.7 h, recipe-our-lr 2.4 h (~4.4 h in all; a
+busy machine makes it several times longer; runs/ is git-ignored):
 
     python bench/recipe.py --out runs/recipe
     python bench/recipe.py --out runs/recipe --sides recipe-our-lr    # redo one side
